@@ -1,0 +1,117 @@
+/**
+ * The two ZeroMQ sockets that face one Mongrel2 handler entry: a PULL
+ * connected to its send_spec and a PUB connected to its recv_spec.
+ */
+import { Pull, XPublisher } from 'zeromq';
+import { ReplySender } from './reply-sender.js';
+import type { Logger } from './types.js';
+
+/** One `--zeromq SEND_SPEC,RECV_SPEC` pair. */
+export interface EndpointSpec {
+  /** Mongrel2's send_spec: it PUSHes requests there; we connect a PULL. */
+  readonly sendSpec: string;
+  /** Mongrel2's recv_spec: it SUBscribes there; we connect a PUB. */
+  readonly recvSpec: string;
+}
+
+/** ZeroMQ tuning for one endpoint. */
+export interface EndpointOptions {
+  /** The unit's identity (a UUID), for logs. */
+  identity: string;
+  /** PULL receive high-water mark: small, so a busy unit hoards no work. */
+  receiveHighWaterMark: number;
+  /** Largest request frame accepted, in bytes (-1: no limit). */
+  maxMessageSize: number;
+  /** How long to wait for Mongrel2's subscription before pulling anyway. */
+  subscribeTimeoutMs: number;
+  /** How long the PUB may keep flushing replies when closed. */
+  lingerMs: number;
+}
+
+/** A connected PULL/PUB pair and the reply queue in front of the PUB. */
+export class Endpoint {
+  readonly spec: EndpointSpec;
+  readonly pull: Pull;
+  readonly pub: XPublisher;
+  readonly replies: ReplySender;
+  /** Set once a request showed Mongrel2 runs download.flow_control here. */
+  flowControl = false;
+  readonly #log: Logger;
+  #subscribed: Promise<boolean>;
+
+  constructor(spec: EndpointSpec, options: EndpointOptions, log: Logger) {
+    this.spec = spec;
+    this.#log = log;
+    this.pub = new XPublisher({
+      noDrop: true,
+      sendHighWaterMark: 100_000,
+      linger: options.lingerMs,
+    });
+    this.pull = new Pull({
+      receiveHighWaterMark: options.receiveHighWaterMark,
+      maxMessageSize: options.maxMessageSize,
+      linger: 0,
+    });
+    this.replies = new ReplySender(this.pub, log);
+    this.#subscribed = Promise.resolve(false);
+  }
+
+  /**
+   * Connects the PUB, waits until Mongrel2's SUB has subscribed (replies
+   * sent before that are lost: the slow-joiner problem), then connects the
+   * PULL so that no request is taken that could not be answered.
+   */
+  async connect(subscribeTimeoutMs: number): Promise<void> {
+    this.pub.connect(this.spec.recvSpec);
+    this.#subscribed = this.#watchSubscriptions();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), subscribeTimeoutMs);
+    });
+    const ok = await Promise.race([this.#subscribed, timeout]);
+    clearTimeout(timer);
+    if (!ok) {
+      this.#log.warn(
+        { recvSpec: this.spec.recvSpec, waitedMs: subscribeTimeoutMs },
+        'no subscription from mongrel2 yet; pulling anyway',
+      );
+    }
+    this.pull.connect(this.spec.sendSpec);
+  }
+
+  // Resolves true on the first subscription and keeps reading the later
+  // ones (a restarted Mongrel2 subscribes again) until the socket closes.
+  #watchSubscriptions(): Promise<boolean> {
+    return new Promise((resolve) => {
+      const loop = async (): Promise<void> => {
+        for (;;) {
+          let frames: Buffer[];
+          try {
+            frames = await this.pub.receive();
+          } catch {
+            resolve(false);
+            return;
+          }
+          const subscribe = frames[0]?.[0] === 1;
+          this.#log.debug({ recvSpec: this.spec.recvSpec, subscribe }, 'subscription');
+          if (subscribe) resolve(true);
+        }
+      };
+      void loop();
+    });
+  }
+
+  /** Stops taking requests (a pending receive ends quietly). */
+  stopPulling(): void {
+    if (!this.pull.closed) this.pull.close();
+  }
+
+  /** Flushes queued replies, then closes the PUB. */
+  async close(): Promise<void> {
+    this.stopPulling();
+    await this.replies.drained();
+    this.replies.close();
+    if (!this.pub.closed) this.pub.close();
+    await this.#subscribed;
+  }
+}

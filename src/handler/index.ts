@@ -1,0 +1,10 @@
+/** The handler's public face: protocol, sockets and app hosting. */
+export { HandlerUnit, type UnitOptions, type UnitCounters } from './unit.js';
+export type { EndpointSpec } from './endpoint.js';
+export { Mongrel2Socket, type Mongrel2Info } from './mongrel2-socket.js';
+export { loadApp, type LoadedApp, type AppInterface } from './app-loader.js';
+export { testApp } from './test-app.js';
+export { M2FleetError, ProtocolError } from './errors.js';
+export { parseMessage, classifyMessage } from './message.js';
+export { encodeReply, encodeClose, encodeCtl } from './reply.js';
+export type { Logger, Mongrel2Message, HeaderMap } from './types.js';

@@ -1,0 +1,338 @@
+/**
+ * A handler unit: one Mongrel2 consumer. It owns a PULL/PUB pair per
+ * endpoint, turns each request into bytes on an in-memory connection of the
+ * app's http.Server, and turns what Node writes back into reply frames.
+ */
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import { Connection, type ConnectionOwner } from './connection.js';
+import { Endpoint, type EndpointOptions, type EndpointSpec } from './endpoint.js';
+import { M2FleetError } from './errors.js';
+import { classifyMessage, creditsOf, headerString, parseMessage } from './message.js';
+import { Mongrel2Socket } from './mongrel2-socket.js';
+import { encodeCtl } from './reply.js';
+import { BadRequestHead, buildRequestHead } from './request-head.js';
+import { StreamedUpload } from './streamed-upload.js';
+import type { Logger, Mongrel2Message } from './types.js';
+import { discardUpload, openUpload, UploadRefused, type UploadOptions } from './upload.js';
+
+/** Options of a unit; `server` is the app, never bound to a port. */
+export interface UnitOptions extends Omit<EndpointOptions, 'identity'> {
+  endpoints: readonly EndpointSpec[];
+  server: Server;
+  log: Logger;
+  /** The unit's identity (a UUID), set on its sockets and logged. */
+  identity: string;
+  /** Requests in flight before the unit stops pulling more. */
+  maxInflight: number;
+  /** Host header added to requests that carry none (HTTP/1.0). */
+  defaultHost: string;
+  upload: UploadOptions;
+  /** An idle keep-alive connection's state is dropped after this long. */
+  idleTimeoutMs: number;
+}
+
+/** Counters a unit keeps; read by logs and metrics. */
+export interface UnitCounters {
+  requests: number;
+  malformed: number;
+  refused: number;
+  notices: number;
+}
+
+const BAD_REQUEST =
+  'HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\n'
+  + 'content-length: 12\r\nconnection: close\r\n\r\nbad request\n';
+const NOT_IMPLEMENTED =
+  'HTTP/1.1 501 Not Implemented\r\ncontent-type: text/plain\r\n'
+  + 'content-length: 16\r\nconnection: close\r\n\r\nnot implemented\n';
+
+function mongrel2Keys(m: Mongrel2Message): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const key in m.headers) {
+    const c = key.charCodeAt(0);
+    if (c >= 65 && c <= 90) out[key] = headerString(m.headers, key) ?? '';
+  }
+  return out;
+}
+
+/** One Mongrel2 consumer serving one app. */
+export class HandlerUnit {
+  readonly counters: UnitCounters = { requests: 0, malformed: 0, refused: 0, notices: 0 };
+  readonly #options: UnitOptions;
+  readonly #log: Logger;
+  readonly #endpoints: Endpoint[];
+  readonly #conns = new Map<string, Connection>();
+  #inflight = 0;
+  #wakeCapacity: (() => void) | null = null;
+  #loops: Promise<void>[] = [];
+  #sweeper: NodeJS.Timeout | null = null;
+  #stopping = false;
+
+  constructor(options: UnitOptions) {
+    this.#options = options;
+    this.#log = options.log;
+    this.#endpoints = options.endpoints.map((spec) => new Endpoint(spec, {
+      ...options, identity: options.identity,
+    }, options.log));
+    options.server.prependListener('request', (req, res) => this.#track(req, res));
+  }
+
+  /** Requests handed to the app and not yet answered. */
+  get inflight(): number {
+    return this.#inflight;
+  }
+
+  /** Connections with state (keep-alive ones included). */
+  get connections(): number {
+    return this.#conns.size;
+  }
+
+  /** Connects every endpoint (subscription first) and starts pulling. */
+  async start(): Promise<void> {
+    await Promise.all(this.#endpoints.map((e) => e.connect(this.#options.subscribeTimeoutMs)));
+    this.#loops = this.#endpoints.map((e, i) => this.#receiveLoop(e, i));
+    const sweepMs = Math.max(1000, Math.min(30_000, this.#options.idleTimeoutMs / 2));
+    this.#sweeper = setInterval(() => this.#sweep(), sweepMs);
+    this.#sweeper.unref();
+  }
+
+  /**
+   * Graceful stop: take no more requests, let those in flight finish (up to
+   * `graceMs`), flush their replies, close the sockets.
+   */
+  async stop(graceMs: number): Promise<void> {
+    this.#stopping = true;
+    for (const e of this.#endpoints) e.stopPulling();
+    this.#wakeCapacity?.();
+    const deadline = Date.now() + graceMs;
+    while (this.#inflight > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    if (this.#inflight > 0) {
+      this.#log.warn({ inflight: this.#inflight }, 'stop: requests still running; abandoning');
+    }
+    if (this.#sweeper) clearInterval(this.#sweeper);
+    await Promise.all(this.#loops);
+    await Promise.all(this.#endpoints.map((e) => e.close()));
+  }
+
+  async #receiveLoop(endpoint: Endpoint, index: number): Promise<void> {
+    for (;;) {
+      if (this.#inflight >= this.#options.maxInflight && !this.#stopping) {
+        await new Promise<void>((r) => { this.#wakeCapacity = r; });
+        this.#wakeCapacity = null;
+        continue;
+      }
+      let frames: Buffer[];
+      try {
+        frames = await endpoint.pull.receive();
+      } catch (err) {
+        if (endpoint.pull.closed || this.#stopping) return;
+        this.#log.error({ err: String(err) }, 'receive failed');
+        continue;
+      }
+      if (frames.length !== 1) {
+        this.counters.malformed++;
+        this.#log.warn({ parts: frames.length }, 'malformed message: multi-part; skipped');
+        continue;
+      }
+      this.#onFrame(endpoint, index, frames[0]!);
+    }
+  }
+
+  #onFrame(endpoint: Endpoint, index: number, frame: Buffer): void {
+    let msg: Mongrel2Message;
+    try {
+      msg = parseMessage(frame);
+    } catch (err) {
+      this.counters.malformed++;
+      const e = err as M2FleetError;
+      this.#log.warn({ code: e.code, bytes: frame.length, reason: e.message },
+        'malformed message skipped');
+      return;
+    }
+    const key = `${index} ${msg.sender} ${msg.connId}`;
+    switch (classifyMessage(msg)) {
+      case 'http':
+        this.#onRequest(endpoint, key, msg);
+        return;
+      case 'notice-disconnect':
+        this.counters.notices++;
+        this.#conns.get(key)?.disconnect();
+        return;
+      case 'notice-credits':
+        this.counters.notices++;
+        this.#conns.get(key)?.credit(creditsOf(msg) ?? 0);
+        return;
+      case 'upload-chunk':
+        this.#onUploadChunk(key, msg);
+        return;
+      case 'websocket-handshake':
+        // WebSocket support is not built yet: answer instead of leaving the
+        // client hanging until Mongrel2's idle timer.
+        this.#connection(endpoint, key, msg).refuse(NOT_IMPLEMENTED);
+        return;
+      default:
+        this.counters.notices++;
+        this.#log.debug({ path: msg.path, connId: msg.connId }, 'message ignored');
+    }
+  }
+
+  #connection(endpoint: Endpoint, key: string, msg: Mongrel2Message): Connection {
+    let conn = this.#conns.get(key);
+    // A request on an id that ended means Mongrel2 restarted and reuses ids.
+    if (!conn || conn.peerGone || conn.closed) {
+      conn = new Connection(this.#owner(endpoint), msg.sender, msg.connId, key);
+      this.#conns.set(key, conn);
+    }
+    conn.lastActive = Date.now();
+    const credits = headerString(msg.headers, 'DOWNLOAD_CREDITS');
+    if (credits !== undefined) {
+      endpoint.flowControl = true;
+      conn.flow.useCredits(Number(credits));
+    } else if (endpoint.flowControl) {
+      conn.flow.useCredits(102400);
+    }
+    return conn;
+  }
+
+  #onRequest(endpoint: Endpoint, key: string, msg: Mongrel2Message): void {
+    const conn = this.#connection(endpoint, key, msg);
+    const start = msg.headers['x-mongrel2-upload-start'];
+    const done = msg.headers['x-mongrel2-upload-done'];
+    if (start !== undefined && done === undefined && msg.body.length === 0) {
+      // Mongrel2 is spooling the body; the done message follows.
+      conn.uploadStart = typeof start === 'string' ? start : null;
+      return;
+    }
+    if (start !== undefined || done !== undefined) {
+      void this.#onUploadDone(endpoint, conn, msg, start, done);
+      return;
+    }
+    const streamed = headerString(msg.headers, 'UPLOAD_STREAM');
+    if (streamed !== undefined) {
+      this.#onStreamStart(endpoint, conn, msg);
+      return;
+    }
+    this.#dispatch(endpoint, conn, msg, msg.body, msg.body.length);
+  }
+
+  async #onUploadDone(
+    endpoint: Endpoint, conn: Connection, msg: Mongrel2Message,
+    start: unknown, done: unknown,
+  ): Promise<void> {
+    const upload = this.#options.upload;
+    try {
+      const length = msg.headers['content-length'];
+      const declared = typeof length === 'string' ? length : undefined;
+      const body = await openUpload(upload, start, done, declared, msg.body.length);
+      conn.uploadStart = null;
+      this.#dispatch(endpoint, conn, msg, body.stream, body.size);
+    } catch (err) {
+      const reason = err instanceof UploadRefused ? err.reason : String(err);
+      this.counters.refused++;
+      this.#log.warn({ connId: msg.connId, reason }, 'upload refused');
+      if (conn.uploadStart !== null && conn.uploadStart === start) {
+        await discardUpload(upload, start, done);
+      }
+      conn.refuse(BAD_REQUEST);
+    }
+  }
+
+  #onStreamStart(endpoint: Endpoint, conn: Connection, msg: Mongrel2Message): void {
+    const length = headerString(msg.headers, 'content-length');
+    const grant = (bytes: number): void => {
+      endpoint.replies.enqueue(encodeCtl(msg.sender, [msg.connId], { credits: bytes }));
+    };
+    const body = new StreamedUpload(grant, length === undefined);
+    conn.upload = body;
+    const last = headerString(msg.headers, 'UPLOAD_STREAM_DONE') === '1';
+    body.add(0, msg.body, last);
+    const size = length === undefined ? undefined : Number(length);
+    this.#dispatch(endpoint, conn, msg, body, size);
+  }
+
+  #onUploadChunk(key: string, msg: Mongrel2Message): void {
+    const body = this.#conns.get(key)?.upload;
+    const offset = Number(headerString(msg.headers, 'UPLOAD_STREAM'));
+    const last = headerString(msg.headers, 'UPLOAD_STREAM_DONE') === '1';
+    if (!body || !body.add(offset, msg.body, last)) {
+      this.counters.malformed++;
+      this.#log.warn({ connId: msg.connId, offset }, 'upload piece without a stream; skipped');
+    }
+  }
+
+  #dispatch(
+    endpoint: Endpoint, conn: Connection, msg: Mongrel2Message,
+    body: Buffer | Readable, length: number | undefined,
+  ): void {
+    let head: Buffer;
+    try {
+      head = buildRequestHead(msg.headers, msg.path, {
+        defaultHost: this.#options.defaultHost, bodyLength: length,
+      });
+    } catch (err) {
+      if (!(err instanceof BadRequestHead)) throw err;
+      this.counters.refused++;
+      this.#log.warn({ connId: msg.connId, reason: err.reason }, 'request refused');
+      conn.refuse(BAD_REQUEST);
+      return;
+    }
+    const fresh = conn.socket === null || conn.socket.destroyed;
+    const remote = headerString(msg.headers, 'REMOTE_ADDR') ?? '';
+    const tls = headerString(msg.headers, 'URL_SCHEME') === 'https';
+    const socket = conn.openSocket({
+      sender: msg.sender, connId: msg.connId, endpoint: endpoint.spec.sendSpec,
+      mongrel2Headers: {},
+    }, remote, tls);
+    socket.mongrel2.mongrel2Headers = mongrel2Keys(msg);
+    if (fresh) this.#options.server.emit('connection', socket);
+    this.counters.requests++;
+    conn.pending++;
+    this.#inflight++;
+    socket.feed(head);
+    socket.feed(body);
+  }
+
+  // Counts a response as done when Node closes it (finished or aborted).
+  #track(req: IncomingMessage, res: ServerResponse): void {
+    const socket = req.socket;
+    if (!(socket instanceof Mongrel2Socket)) return;
+    const conn = socket.peer as Connection;
+    res.once('close', () => {
+      if (conn.pending > 0) {
+        conn.pending--;
+        this.#requestDone(1);
+      }
+    });
+  }
+
+  #requestDone(count: number): void {
+    this.#inflight = Math.max(0, this.#inflight - count);
+    if (this.#inflight < this.#options.maxInflight) this.#wakeCapacity?.();
+  }
+
+  #owner(endpoint: Endpoint): ConnectionOwner {
+    return {
+      log: this.#log,
+      sendFrame: (frame, done) => endpoint.replies.enqueue(frame, done),
+      release: (conn) => {
+        if (this.#conns.get(conn.key) === conn) this.#conns.delete(conn.key);
+      },
+      requestDone: (count) => this.#requestDone(count),
+    };
+  }
+
+  // Drops the state of keep-alive connections that have been idle for
+  // long (their disconnect notice may have gone to another unit).
+  #sweep(): void {
+    const cutoff = Date.now() - this.#options.idleTimeoutMs;
+    for (const conn of this.#conns.values()) {
+      if (conn.lastActive < cutoff && conn.idle) {
+        conn.expire();
+        this.#conns.delete(conn.key);
+      }
+    }
+  }
+}

@@ -1,0 +1,174 @@
+/**
+ * The one typed configuration of a node: defaults, then environment, then
+ * flags. Built and validated in one place, frozen, and passed down; it is
+ * plain JSON data so that cluster mode can send it over the network.
+ */
+import path from 'node:path';
+import ms from 'ms';
+import { M2FleetError } from '../handler/errors.js';
+import type { EndpointSpec } from '../handler/endpoint.js';
+import type { LevelName } from './log.js';
+
+/** Everything a node needs to serve; see `m2fleet --help` for each key. */
+export interface FleetConfig {
+  /** `--zeromq SEND_SPEC,RECV_SPEC`, one entry per Mongrel2 handler. */
+  readonly zeromq: readonly EndpointSpec[];
+  /** `--module PATH[:EXPORT]`; null serves the built-in test app. */
+  readonly module: string | null;
+  readonly interface: 'auto' | 'node' | 'fetch';
+  readonly fastWebGlobals: boolean;
+  /** Mongrel2's chroot on this host (upload paths are relative to it). */
+  readonly mongrel2Chroot: string;
+  /** upload.temp_store's directory, as Mongrel2 names it. */
+  readonly uploadDir: string;
+  /** Host header for requests that carry none. */
+  readonly defaultHost: string;
+  readonly maxInflight: number;
+  readonly receiveHighWaterMark: number;
+  /** Largest request frame in bytes; -1 for no limit. */
+  readonly maxMessageSize: number;
+  readonly idleTimeoutMs: number;
+  readonly subscribeTimeoutMs: number;
+  /** Graceful-stop budget before in-flight requests are abandoned. */
+  readonly mercyMs: number;
+  readonly log: {
+    readonly level: LevelName;
+    readonly format: 'json' | 'pretty';
+    readonly debug: readonly string[];
+  };
+}
+
+/** Raw values before validation: strings from flags or the environment. */
+export type RawConfig = Partial<Record<keyof FlatKeys, unknown>>;
+
+interface FlatKeys {
+  zeromq: unknown; module: unknown; interface: unknown; fastWebGlobals: unknown;
+  mongrel2Chroot: unknown; uploadDir: unknown; defaultHost: unknown;
+  maxInflight: unknown; receiveHighWaterMark: unknown; maxMessageSize: unknown;
+  idleTimeout: unknown; subscribeTimeout: unknown; mercy: unknown;
+  logLevel: unknown; logFormat: unknown; debug: unknown;
+}
+
+/** A bad configuration value; the message names the key and the value. */
+export class ConfigError extends M2FleetError {
+  readonly key: string;
+
+  constructor(key: string, value: unknown, why: string) {
+    super('M2F_CONFIG', `${key}: ${why} (got ${JSON.stringify(value)})`);
+    this.key = key;
+  }
+}
+
+const SPEC = /^(tcp:\/\/[^,\s]+:\d+|ipc:\/\/[^,\s]+|inproc:\/\/[^,\s]+)$/;
+
+/** Environment variables read, and the key each one sets. */
+export const ENVIRONMENT: Readonly<Record<string, keyof FlatKeys>> = {
+  M2FLEET_ZEROMQ: 'zeromq',
+  M2FLEET_MODULE: 'module',
+  M2FLEET_INTERFACE: 'interface',
+  M2FLEET_MONGREL2_CHROOT: 'mongrel2Chroot',
+  M2FLEET_UPLOAD_DIR: 'uploadDir',
+  M2FLEET_LOG_LEVEL: 'logLevel',
+  M2FLEET_LOG_FORMAT: 'logFormat',
+  M2FLEET_DEBUG: 'debug',
+};
+
+function parseSpecs(value: unknown): EndpointSpec[] {
+  const list = value === undefined ? [] : Array.isArray(value) ? value : [value];
+  return list.flatMap((item) => String(item).split(/\s*;\s*/).filter(Boolean))
+    .map((pair) => {
+      const parts = pair.split(',').map((s) => s.trim());
+      if (parts.length !== 2 || !SPEC.test(parts[0]!) || !SPEC.test(parts[1]!)) {
+        throw new ConfigError('zeromq', pair,
+          'expected SEND_SPEC,RECV_SPEC such as tcp://127.0.0.1:9999,tcp://127.0.0.1:9998');
+      }
+      return Object.freeze({ sendSpec: parts[0]!, recvSpec: parts[1]! });
+    });
+}
+
+function int(key: string, value: unknown, def: number, min: number): number {
+  if (value === undefined) return def;
+  const n = typeof value === 'number' ? value : Number(String(value).trim());
+  if (!Number.isSafeInteger(n) || n < min) {
+    throw new ConfigError(key, value, `expected a whole number >= ${min}`);
+  }
+  return n;
+}
+
+function duration(key: string, value: unknown, def: string): number {
+  const raw = value === undefined ? def : value;
+  if (typeof raw === 'number' && raw >= 0) return raw;
+  const text = String(raw).trim();
+  const n = /^\d+$/.test(text) ? Number(text) * 1000 : ms(text as ms.StringValue);
+  if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) {
+    throw new ConfigError(key, value, 'expected a duration such as 30s, 500ms or 2m');
+  }
+  return n;
+}
+
+function oneOf<T extends string>(key: string, value: unknown, allowed: readonly T[], def: T): T {
+  if (value === undefined) return def;
+  if (!allowed.includes(value as T)) {
+    throw new ConfigError(key, value, `expected one of ${allowed.join(', ')}`);
+  }
+  return value as T;
+}
+
+function bool(key: string, value: unknown): boolean {
+  if (value === undefined || value === false || value === 'false' || value === '0') return false;
+  if (value === true || value === 'true' || value === '1') return true;
+  throw new ConfigError(key, value, 'expected true or false');
+}
+
+function list(value: unknown): string[] {
+  if (value === undefined || value === true) return value === true ? ['*'] : [];
+  const items = Array.isArray(value) ? value : [value];
+  return items.flatMap((v) => String(v).split(',')).map((s) => s.trim()).filter(Boolean);
+}
+
+/** Reads the environment variables of {@link ENVIRONMENT}. */
+export function fromEnvironment(env: NodeJS.ProcessEnv): RawConfig {
+  const out: RawConfig = {};
+  for (const [name, key] of Object.entries(ENVIRONMENT)) {
+    if (env[name] !== undefined && env[name] !== '') out[key] = env[name];
+  }
+  if (out.debug === undefined && /\bm2fleet\b/.test(env['NODE_DEBUG'] ?? '')) out.debug = '*';
+  return out;
+}
+
+/**
+ * Validates and freezes a configuration. Later layers win: pass
+ * `[fromEnvironment(env), flags]`. Throws {@link ConfigError}.
+ */
+export function buildConfig(layers: readonly RawConfig[], cwd = process.cwd()): FleetConfig {
+  const raw: RawConfig = Object.assign({}, ...layers);
+  const zeromq = parseSpecs(raw.zeromq);
+  if (zeromq.length === 0) {
+    throw new ConfigError('zeromq', raw.zeromq, 'at least one SEND_SPEC,RECV_SPEC is needed');
+  }
+  const module = raw.module === undefined || raw.module === '' ? null : String(raw.module);
+  const config: FleetConfig = {
+    zeromq,
+    module,
+    interface: oneOf('interface', raw.interface, ['auto', 'node', 'fetch'], 'auto'),
+    fastWebGlobals: bool('fastWebGlobals', raw.fastWebGlobals),
+    mongrel2Chroot: path.resolve(cwd, String(raw.mongrel2Chroot ?? '.')),
+    uploadDir: String(raw.uploadDir ?? '/tmp'),
+    defaultHost: String(raw.defaultHost ?? 'localhost'),
+    maxInflight: int('maxInflight', raw.maxInflight, 64, 1),
+    receiveHighWaterMark: int('receiveHighWaterMark', raw.receiveHighWaterMark, 16, 1),
+    maxMessageSize: int('maxMessageSize', raw.maxMessageSize, 64 * 1024 * 1024, -1),
+    idleTimeoutMs: duration('idleTimeout', raw.idleTimeout, '5m'),
+    subscribeTimeoutMs: duration('subscribeTimeout', raw.subscribeTimeout, '2s'),
+    mercyMs: duration('mercy', raw.mercy, '30s'),
+    log: Object.freeze({
+      level: oneOf('logLevel', raw.logLevel, ['error', 'warn', 'info', 'debug'], 'info'),
+      format: oneOf('logFormat', raw.logFormat, ['json', 'pretty'], 'json'),
+      debug: Object.freeze(list(raw.debug)),
+    }),
+  };
+  if (/[\s]/.test(config.defaultHost) || config.defaultHost === '') {
+    throw new ConfigError('defaultHost', raw.defaultHost, 'expected a host name');
+  }
+  return Object.freeze({ ...config, zeromq: Object.freeze(zeromq) });
+}

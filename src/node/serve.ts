@@ -1,0 +1,99 @@
+/**
+ * Runs one handler unit in this process: loads the app, connects to every
+ * Mongrel2 endpoint, and stops gracefully on SIGTERM/SIGINT.
+ */
+import http from 'node:http';
+import { v4 as uuidv4 } from 'uuid';
+import { HandlerUnit, loadApp, testApp, type Logger } from '../handler/index.js';
+import type { FleetConfig } from './config.js';
+
+/** A running unit and how to stop it. */
+export interface Serving {
+  unit: HandlerUnit;
+  identity: string;
+  stop(): Promise<void>;
+}
+
+async function appServer(config: FleetConfig, log: Logger): Promise<{
+  server: http.Server; kind: string; close(): Promise<void>;
+}> {
+  if (config.module === null) {
+    const server = http.createServer(testApp);
+    return { server, kind: 'test-app', close: async () => undefined };
+  }
+  return loadApp(config.module, {
+    interface: config.interface,
+    fastWebGlobals: config.fastWebGlobals,
+    logger: log.child({ component: 'app' }),
+  });
+}
+
+/** Loads the app and starts one unit on all endpoints. */
+export async function serve(config: FleetConfig, log: Logger): Promise<Serving> {
+  const app = await appServer(config, log);
+  const identity = uuidv4();
+  const unitLog = log.child({ component: 'handler', unit: identity });
+  const unit = new HandlerUnit({
+    endpoints: config.zeromq,
+    server: app.server,
+    log: unitLog,
+    identity,
+    maxInflight: config.maxInflight,
+    defaultHost: config.defaultHost,
+    upload: { chroot: config.mongrel2Chroot, dir: config.uploadDir },
+    idleTimeoutMs: config.idleTimeoutMs,
+    receiveHighWaterMark: config.receiveHighWaterMark,
+    maxMessageSize: config.maxMessageSize,
+    subscribeTimeoutMs: config.subscribeTimeoutMs,
+    lingerMs: 2000,
+  });
+  await unit.start();
+  unitLog.info({
+    app: app.kind,
+    module: config.module,
+    endpoints: config.zeromq.map((e) => `${e.sendSpec},${e.recvSpec}`),
+  }, 'ready');
+  return {
+    unit,
+    identity,
+    stop: async () => {
+      await unit.stop(config.mercyMs);
+      await app.close();
+    },
+  };
+}
+
+/**
+ * Keeps the process alive through app mistakes: an uncaught exception or
+ * rejection from app code is logged in one line, and serving goes on.
+ */
+export function survive(log: Logger): void {
+  process.on('uncaughtException', (err) => {
+    log.error({ err }, 'uncaught exception in app code; still serving');
+  });
+  process.on('unhandledRejection', (err) => {
+    log.error({ err }, 'unhandled rejection in app code; still serving');
+  });
+}
+
+/** First SIGTERM/SIGINT drains and exits 0; a second one exits at once. */
+export function stopOnSignals(serving: Serving, log: Logger): void {
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal; exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    log.info({ signal }, 'stopping: draining requests');
+    serving.stop().then(() => {
+      log.info({}, 'stopped');
+      process.exit(0);
+    }, (err: unknown) => {
+      log.error({ err }, 'stop failed');
+      process.exit(1);
+    });
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}

@@ -173,7 +173,8 @@ async function writeConfig(
 function runM2sh(dir: string): Promise<void> {
   const args = ['load', '-config', 'm2.conf', '-db', 'config.sqlite'];
   return new Promise((resolve, reject) => {
-    execFile(M2SH_BIN, args, { cwd: dir, timeout: 10_000 }, (err, stdout, stderr) => {
+    const env = { ...process.env, LOGNAME: process.env.LOGNAME ?? 'm2fleet-test' };
+    execFile(M2SH_BIN, args, { cwd: dir, env, timeout: 10_000 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`m2sh load failed in ${dir}: ${err.message}\n${stdout}${stderr}`));
       else resolve();
     });

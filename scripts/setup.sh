@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Prepares a Debian 12 machine with Node 20 to build and test m2fleet:
+# installs Mongrel2 (Debian package mongrel2-core: /usr/bin/mongrel2 and
+# /usr/bin/m2sh) and curl when missing, installs the npm dependencies, and
+# builds dist/. Safe to run again: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+say() { printf 'setup: %s\n' "$*"; }
+
+# 1. System packages, only when something is missing (apt-get update is slow).
+missing=()
+[[ -x /usr/bin/mongrel2 && -x /usr/bin/m2sh ]] || missing+=(mongrel2-core)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if ((${#missing[@]} > 0)); then
+  sudo=()
+  if [[ "$(id -u)" -ne 0 ]]; then
+    command -v sudo >/dev/null 2>&1 || { say "need root (or sudo) to install: ${missing[*]}"; exit 1; }
+    sudo=(sudo)
+  fi
+  say "installing ${missing[*]} with apt-get"
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+  say "mongrel2-core and curl already installed"
+fi
+say "$(/usr/bin/m2sh version 2>/dev/null | head -n 1 || echo 'm2sh present')"
+
+# 2. Node: the package needs >= 20.6 (node --import).
+node -e 'const [a,b]=process.versions.node.split(".").map(Number);
+  if (a < 20 || (a === 20 && b < 6)) { console.error("setup: need Node >= 20.6, have " + process.version); process.exit(1); }'
+
+# 3. npm dependencies. npm writes node_modules/.package-lock.json on every
+# install; when it is newer than both package files, nothing changed since.
+stamp=node_modules/.package-lock.json
+if [[ -f "$stamp" && "$stamp" -nt package.json && ( ! -f package-lock.json || "$stamp" -nt package-lock.json ) ]]; then
+  say "npm dependencies up to date"
+elif [[ -f package-lock.json ]]; then
+  say "npm ci"
+  npm ci --no-audit --no-fund
+else
+  say "npm install (no package-lock.json)"
+  npm install --no-audit --no-fund
+fi
+
+# 4. Build dist/.
+say "npm run build"
+npm run build --silent
+say "done"

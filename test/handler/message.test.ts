@@ -204,7 +204,7 @@ describe('parseMessage on the real captures', () => {
     }
   });
 
-  it('when json and tnet captures of the same request are parsed then the header maps match', () => {
+  it('when json and tnet captures of one request are parsed then headers match', () => {
     const route = (s: string): string =>
       s.replaceAll('/json/', '/tnet/').replace(/^@chat$/, '@tchat');
     const norm = (h: HeaderMap): Record<string, unknown> => {
@@ -443,7 +443,7 @@ function msg(path: string, headers: Record<string, string | string[]>, body = ''
 
 describe('classifyMessage', () => {
   const notice = { METHOD: 'JSON' };
-  it('when @* carries a credits body or a DOWNLOAD_CREDITS header then it is notice-credits', () => {
+  it('when @* has a credits body or DOWNLOAD_CREDITS then it is notice-credits', () => {
     assert.equal(classifyMessage(msg('@*', notice, '{"type":"credits"}')), 'notice-credits');
     assert.equal(classifyMessage(msg('@*', { ...notice, DOWNLOAD_CREDITS: '9' }, '')),
       'notice-credits');
@@ -462,7 +462,8 @@ describe('classifyMessage', () => {
       'notice-other');
   });
   it('when an HTTP client sends method JSON with a disconnect body then it is http', () => {
-    const m = msg('/x', { METHOD: 'JSON', VERSION: 'HTTP/1.1', PATH: '/x' }, '{"type":"disconnect"}');
+    const h = { METHOD: 'JSON', VERSION: 'HTTP/1.1', PATH: '/x' };
+    const m = msg('/x', h, '{"type":"disconnect"}');
     assert.equal(classifyMessage(m), 'http');
   });
   it('when an @route message has METHOD XML then it is socket', () => {
@@ -539,7 +540,7 @@ describe('parseMessage properties', () => {
     }), { numRuns: 400 });
   });
 
-  it('when random bytes of a valid frame are changed then it parses or throws ProtocolError', () => {
+  it('when bytes of a valid frame are changed then it parses or throws ProtocolError', () => {
     const edits = fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })),
       { minLength: 1, maxLength: 4 });
     fc.assert(fc.property(spec, edits, (s, changes) => {
@@ -549,11 +550,12 @@ describe('parseMessage properties', () => {
     }), { numRuns: 1000 });
   });
 
-  it('when capture bytes are mutated, inserted or deleted then it parses or throws ProtocolError', () => {
+  it('when capture bytes are changed, added or removed then it parses or rejects', () => {
     const frames = requestCaptures.map(loadCapture);
     const op = fc.tuple(fc.constantFrom('set', 'insert', 'delete'), fc.nat(),
       fc.integer({ min: 0, max: 255 }));
-    fc.assert(fc.property(fc.nat({ max: frames.length - 1 }), fc.array(op, { minLength: 1, maxLength: 3 }),
+    const pick = fc.nat({ max: frames.length - 1 });
+    fc.assert(fc.property(pick, fc.array(op, { minLength: 1, maxLength: 3 }),
       (i, ops) => {
         let frame = Buffer.from(frames[i]!);
         for (const [kind, p, byte] of ops) {

@@ -162,7 +162,7 @@ describe('reply properties', () => {
     }), { numRuns: 300 });
   });
 
-  it('when any ctl reply is encoded then it is X + ids and exactly one ["ctl", dict] tnetstring', () => {
+  it('when any ctl reply is encoded then it is X + ids and one ["ctl", dict]', () => {
     const args = fc.dictionary(fc.string({ maxLength: 12 }),
       fc.oneof(fc.maxSafeInteger(), fc.string({ maxLength: 12 }), fc.boolean()),
       { maxKeys: 4 });

@@ -10,6 +10,15 @@ import { Pull, XPublisher } from 'zeromq';
 import { ensureMongrel2, startMongrel2, type Mongrel2HandlerInfo, type Mongrel2Instance } from '../helpers/mongrel2.js';
 import { RawConnection, rawRequest } from '../helpers/http-client.js';
 
+/** Polls `check` every 50 ms for up to 3 s. */
+async function eventually(check: () => boolean): Promise<boolean> {
+  for (let i = 0; i < 60; i++) {
+    if (check()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return check();
+}
+
 /** Reads <dir>/run/mongrel2.pid, or NaN when it is not there. */
 function readPidFile(dir: string): number {
   try {
@@ -75,11 +84,12 @@ describe('mongrel2 harness', () => {
   });
   after(async () => { await m2?.stop(); });
 
-  test('the temp dir holds the config, the pid file and the upload dir', () => {
+  test('the temp dir holds the config, the pid file and the upload dir', async () => {
     assert.ok(existsSync(`${m2.dir}/config.sqlite`));
     assert.ok(existsSync(m2.uploadDir));
-    assert.match(m2.errorLog(), /Binding handler PUSH socket/);
-    assert.equal(readPidFile(m2.dir), m2.pid);
+    // Mongrel2 writes both files on its own schedule, after the port opens.
+    assert.ok(await eventually(() => /Binding handler PUSH socket/.test(m2.errorLog())), m2.errorLog());
+    assert.ok(await eventually(() => readPidFile(m2.dir) === m2.pid), 'pid file holds the pid');
     assert.notEqual(m2.handlers.json.sendIdent, m2.handlers.tnet.sendIdent);
   });
 

@@ -9,6 +9,13 @@
  * for on 127.0.0.1, and the callback and `'listening'` run on a later tick,
  * as Node's own listen does. Other servers (plain TCP, HTTP/2) pass through
  * to the real `listen`, because m2fleet could not host them anyway.
+ *
+ * Known shortcoming: once restored, a later `listen` binds for real. The
+ * loader restores when loading ends (or at the first call made after it),
+ * so Fastify's `listen()` on its default host `localhost`, when not
+ * awaited, can still open its secondary `::1` server on the requested port
+ * if its DNS lookup finishes after the restore. Export the Fastify
+ * instance, or await its `listen`, to avoid that.
  */
 import http from 'node:http';
 import https from 'node:https';

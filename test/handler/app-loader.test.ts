@@ -4,8 +4,10 @@
  * fetching from it.
  */
 import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import type http from 'node:http';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -260,9 +262,42 @@ describe('load errors are M2F_APP_LOAD and name what was found', () => {
     assert.match(err.message, /myApp/);
   });
 
+  test('a NestJS .ts entry is refused with advice to compile to JS', async () => {
+    const err = await loadError('nest-main.ts');
+    assert.match(err.message, /NestJS/);
+    assert.match(err.message, /compile the app to JavaScript/);
+  });
+
+  test('a path whose directory contains ":" is not split', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'm2fleet-loader-'));
+    await mkdir(path.join(dir, 'x:y'));
+    await writeFile(
+      path.join(dir, 'x:y', 'app.mjs'),
+      'export default () => new Response("colon dir");\n',
+    );
+    try {
+      const app = await loadApp('x:y/app.mjs', { cwd: dir });
+      await app.close();
+      assert.equal(app.kind, 'fetch');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test('a module exporting a number', async () => {
     const err = await loadError('exports-number.mjs', { listenWaitMs: 20 });
     assert.match(err.message, /a number \(42\)/);
     assert.equal(net.Server.prototype.listen, originalListen, 'listen restored');
+  });
+});
+
+// Last on purpose: the override replaces the global Request/Response for
+// the rest of this test process.
+describe('fastWebGlobals', () => {
+  test('lets @hono/node-server replace the globals; Hono still serves', async () => {
+    const nativeResponse = globalThis.Response;
+    const { base } = await serve('hono-app.mjs', { fastWebGlobals: true });
+    assert.notEqual(globalThis.Response, nativeResponse);
+    assert.deepEqual(await get(`${base}/`), { status: 200, text: 'hono' });
   });
 });

@@ -170,7 +170,7 @@ async function pickExport(namespace: unknown, exportName: string | undefined, sp
   if (exportName === undefined) {
     value = 'default' in ns ? unwrapDefault(ns.default) : ns;
   } else {
-    value = ns[exportName];
+    value = exportName === 'default' ? unwrapDefault(ns.default) : ns[exportName];
     const inner = unwrapDefault(ns.default);
     if (value === undefined && isObjectLike(inner)) {
       value = (inner as Record<string, unknown>)[exportName];

@@ -224,9 +224,8 @@ export class HandlerUnit {
   ): Promise<void> {
     const upload = this.#options.upload;
     try {
-      const length = msg.headers['content-length'];
-      const declared = typeof length === 'string' ? length : undefined;
-      const body = await openUpload(upload, start, done, declared, msg.body.length);
+      const body = await openUpload(upload, start, done, msg.headers['content-length'],
+        msg.headers['transfer-encoding'], msg.body.length);
       conn.uploadStart = null;
       this.#dispatch(endpoint, conn, msg, body.stream, body.size);
     } catch (err) {

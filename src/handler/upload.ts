@@ -6,7 +6,7 @@
  * any request, so a file is opened only after every check below passes;
  * Mongrel2 never deletes a finished file, so m2fleet does.
  */
-import { constants, createReadStream, promises as fs, type ReadStream } from 'node:fs';
+import { constants, promises as fs, type ReadStream } from 'node:fs';
 import path from 'node:path';
 
 /** Where Mongrel2's temp files live, as seen from this host. */
@@ -65,23 +65,34 @@ async function checkedPath(
 
 /**
  * Validates a done message and opens its file: start equals done, the real
- * path is a regular file directly inside the upload directory, its size is
- * `declaredLength` when the request declared one, and the message carried
- * no body of its own. The file is unlinked as soon as it is open, so it is
- * gone however the request ends. Throws {@link UploadRefused}.
+ * path is a regular file directly inside the upload directory, and the
+ * message carried no body of its own. The request must also have the shape
+ * only Mongrel2 can give it: Mongrel2 spools a body only when it declares a
+ * content-length (then the file must be exactly that size and not empty)
+ * or is chunked without one; in both cases Mongrel2 overwrites any upload
+ * headers the client sent. A client forging the headers on an ordinary
+ * request cannot meet that. The file is unlinked as soon as it is open, so
+ * it is gone however the request ends. Throws {@link UploadRefused}.
  */
 export async function openUpload(
   options: UploadOptions,
   start: unknown,
   done: unknown,
-  declaredLength: string | undefined,
+  declaredLength: unknown,
+  transferEncoding: unknown,
   inlineBody: number,
 ): Promise<UploadBody> {
   if (inlineBody !== 0) throw new UploadRefused('upload message with a body');
+  const chunked = declaredLength === undefined
+    && typeof transferEncoding === 'string' && /chunked/i.test(transferEncoding);
+  const sized = typeof declaredLength === 'string' && /^[1-9][0-9]*$/.test(declaredLength);
+  if (!chunked && !sized) {
+    throw new UploadRefused('upload headers on a request Mongrel2 did not spool');
+  }
   const real = await checkedPath(options, start, done);
   const st = await fs.lstat(real);
   if (!st.isFile()) throw new UploadRefused('upload path is not a regular file');
-  if (declaredLength !== undefined && String(st.size) !== declaredLength) {
+  if (sized && String(st.size) !== declaredLength) {
     throw new UploadRefused('upload size differs from content-length');
   }
   const handle = await fs.open(real, constants.O_RDONLY | constants.O_NOFOLLOW);
@@ -95,7 +106,8 @@ export async function openUpload(
     await handle.close();
     throw err;
   }
-  return { stream: createReadStream('', { fd: handle.fd }), size: st.size };
+  // The stream owns the handle now and closes it when it ends or dies.
+  return { stream: handle.createReadStream(), size: st.size };
 }
 
 /**

@@ -20,7 +20,7 @@ export interface EndpointOptions {
   identity: string;
   /** PULL receive high-water mark: small, so a busy unit hoards no work. */
   receiveHighWaterMark: number;
-  /** Largest request frame accepted, in bytes (-1: no limit). */
+  /** Largest request frame served, in bytes (-1: no limit); see unit. */
   maxMessageSize: number;
   /** How long to wait for Mongrel2's subscription before pulling anyway. */
   subscribeTimeoutMs: number;
@@ -34,8 +34,6 @@ export class Endpoint {
   readonly pull: Pull;
   readonly pub: XPublisher;
   readonly replies: ReplySender;
-  /** Set once a request showed Mongrel2 runs download.flow_control here. */
-  flowControl = false;
   readonly #log: Logger;
   #subscribed: Promise<boolean>;
 
@@ -49,7 +47,6 @@ export class Endpoint {
     });
     this.pull = new Pull({
       receiveHighWaterMark: options.receiveHighWaterMark,
-      maxMessageSize: options.maxMessageSize,
       linger: 0,
     });
     this.replies = new ReplySender(this.pub, log);

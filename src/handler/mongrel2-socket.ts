@@ -63,6 +63,9 @@ export class Mongrel2Socket extends Duplex {
 
   /** Appends request bytes (a head, a body, or a body stream) in order. */
   feed(input: Input): void {
+    // A body that fails to read (a vanished upload file) ends the
+    // connection: the app would otherwise wait for bytes forever.
+    if (!Buffer.isBuffer(input)) input.once('error', () => this.destroy());
     this.#inputs.push(input);
     this.#pumpInput();
   }

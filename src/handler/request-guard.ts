@@ -49,6 +49,9 @@ export function guardNodeHandler(
   if ((handler as { [GUARDED]?: true })[GUARDED]) return handler;
   const guarded = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const fail = (err: unknown): void => {
+      // The client went away mid-request: the app's read failing with
+      // "aborted" is the expected end of that request, not an app error.
+      if (req.destroyed && (err as { code?: unknown } | null)?.code === 'ECONNRESET') return;
       report(err);
       answerError(res, statusOf(err));
     };

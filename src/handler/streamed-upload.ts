@@ -34,15 +34,12 @@ export class StreamedUpload extends Readable {
   }
 
   /**
-   * Adds the piece at `offset`. Returns false, and ends the stream with an
-   * error, when the offset is not the next byte expected.
+   * Adds the piece at `offset`. Returns false, adding nothing, when the
+   * offset is not the next byte expected or the body already ended; the
+   * caller then refuses the request.
    */
   add(offset: number, piece: Buffer, last: boolean): boolean {
-    if (this.#finished) return false;
-    if (offset !== this.#received) {
-      this.destroy(new Error(`upload piece at ${offset}, expected ${this.#received}`));
-      return false;
-    }
+    if (this.#finished || offset !== this.#received) return false;
     this.#received += piece.length;
     if (piece.length > 0) {
       if (this.#chunked) this.push(`${piece.length.toString(16)}\r\n`);
@@ -61,6 +58,15 @@ export class StreamedUpload extends Readable {
 
   override _read(): void {
     this.#topUp();
+  }
+
+  // Node calls _read() before it takes the data out of the buffer, and not
+  // again until the next push; checking after every read() is what keeps
+  // the grants flowing once the app has drained the buffer.
+  override read(size?: number): Buffer | null {
+    const chunk = super.read(size) as Buffer | null;
+    this.#topUp();
+    return chunk;
   }
 
   // Keeps about one window granted beyond what was received, but only

@@ -6,6 +6,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Connection, type ConnectionOwner } from './connection.js';
+import { DOWNLOAD_CREDITS } from './flow-gate.js';
 import { Endpoint, type EndpointOptions, type EndpointSpec } from './endpoint.js';
 import { M2FleetError } from './errors.js';
 import { classifyMessage, creditsOf, headerString, parseMessage } from './message.js';
@@ -30,7 +31,15 @@ export interface UnitOptions extends Omit<EndpointOptions, 'identity'> {
   upload: UploadOptions;
   /** An idle keep-alive connection's state is dropped after this long. */
   idleTimeoutMs: number;
+  /**
+   * Mongrel2's download.flow_control: `on` or `off` as configured there, or
+   * `auto` to learn it from the first DOWNLOAD_CREDITS header.
+   */
+  flowControl: FlowControl;
 }
+
+/** See {@link UnitOptions.flowControl}. */
+export type FlowControl = 'auto' | 'on' | 'off';
 
 /** Counters a unit keeps; read by logs and metrics. */
 export interface UnitCounters {
@@ -43,6 +52,9 @@ export interface UnitCounters {
 const BAD_REQUEST =
   'HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\n'
   + 'content-length: 12\r\nconnection: close\r\n\r\nbad request\n';
+const TOO_LARGE =
+  'HTTP/1.1 413 Payload Too Large\r\ncontent-type: text/plain\r\n'
+  + 'content-length: 18\r\nconnection: close\r\n\r\npayload too large\n';
 const NOT_IMPLEMENTED =
   'HTTP/1.1 501 Not Implemented\r\ncontent-type: text/plain\r\n'
   + 'content-length: 16\r\nconnection: close\r\n\r\nnot implemented\n';
@@ -68,10 +80,12 @@ export class HandlerUnit {
   #loops: Promise<void>[] = [];
   #sweeper: NodeJS.Timeout | null = null;
   #stopping = false;
+  #flowControl: FlowControl;
 
   constructor(options: UnitOptions) {
     this.#options = options;
     this.#log = options.log;
+    this.#flowControl = options.flowControl;
     this.#endpoints = options.endpoints.map((spec) => new Endpoint(spec, {
       ...options, identity: options.identity,
     }, options.log));
@@ -143,6 +157,11 @@ export class HandlerUnit {
 
   #onFrame(endpoint: Endpoint, index: number, frame: Buffer): void {
     let msg: Mongrel2Message;
+    const max = this.#options.maxMessageSize;
+    if (max >= 0 && frame.length > max) {
+      this.#tooLarge(endpoint, index, frame);
+      return;
+    }
     try {
       msg = parseMessage(frame);
     } catch (err) {
@@ -153,7 +172,12 @@ export class HandlerUnit {
       return;
     }
     const key = `${index} ${msg.sender} ${msg.connId}`;
-    switch (classifyMessage(msg)) {
+    const kind = classifyMessage(msg);
+    if (this.#log.isDebug()) {
+      this.#log.debug({ kind, connId: msg.connId, path: msg.path, bytes: msg.body.length,
+        stream: headerString(msg.headers, 'UPLOAD_STREAM') }, 'message');
+    }
+    switch (kind) {
       case 'http':
         this.#onRequest(endpoint, key, msg);
         return;
@@ -179,6 +203,25 @@ export class HandlerUnit {
     }
   }
 
+  // The size limit is enforced here rather than by ZeroMQ: libzmq drops
+  // the whole connection to Mongrel2 on an oversize frame and does not
+  // come back. The client gets a 413 when the frame is readable at all.
+  #tooLarge(endpoint: Endpoint, index: number, frame: Buffer): void {
+    this.counters.refused++;
+    let msg: Mongrel2Message;
+    try {
+      msg = parseMessage(frame);
+    } catch {
+      this.#log.warn({ bytes: frame.length }, 'oversize malformed message skipped');
+      return;
+    }
+    this.#log.warn({ connId: msg.connId, bytes: frame.length }, 'request too large; refused');
+    const key = `${index} ${msg.sender} ${msg.connId}`;
+    if (classifyMessage(msg) === 'http') {
+      this.#connection(endpoint, key, msg).refuse(TOO_LARGE);
+    }
+  }
+
   #connection(endpoint: Endpoint, key: string, msg: Mongrel2Message): Connection {
     let conn = this.#conns.get(key);
     // A request on an id that ended means Mongrel2 restarted and reuses ids.
@@ -187,12 +230,18 @@ export class HandlerUnit {
       this.#conns.set(key, conn);
     }
     conn.lastActive = Date.now();
+    // DOWNLOAD_CREDITS comes only with the first request a connection sends
+    // to any handler. A later request of that connection can reach another
+    // endpoint (another route), and a restarted m2fleet sees old
+    // connections, so once flow control is known to be on it is assumed
+    // for every connection, with the full credit (what went before was
+    // answered in full).
     const credits = headerString(msg.headers, 'DOWNLOAD_CREDITS');
-    if (credits !== undefined) {
-      endpoint.flowControl = true;
+    if (credits !== undefined && this.#flowControl !== 'off') {
+      if (this.#flowControl === 'auto') this.#flowControl = 'on';
       conn.flow.useCredits(Number(credits));
-    } else if (endpoint.flowControl) {
-      conn.flow.useCredits(102400);
+    } else if (this.#flowControl === 'on') {
+      conn.flow.useCredits(DOWNLOAD_CREDITS);
     }
     return conn;
   }
@@ -242,6 +291,7 @@ export class HandlerUnit {
   #onStreamStart(endpoint: Endpoint, conn: Connection, msg: Mongrel2Message): void {
     const length = headerString(msg.headers, 'content-length');
     const grant = (bytes: number): void => {
+      this.#log.debug({ connId: msg.connId, credits: bytes }, 'upload credits');
       endpoint.replies.enqueue(encodeCtl(msg.sender, [msg.connId], { credits: bytes }));
     };
     const body = new StreamedUpload(grant, length === undefined);
@@ -253,13 +303,24 @@ export class HandlerUnit {
   }
 
   #onUploadChunk(key: string, msg: Mongrel2Message): void {
-    const body = this.#conns.get(key)?.upload;
+    const conn = this.#conns.get(key);
+    const body = conn?.upload;
     const offset = Number(headerString(msg.headers, 'UPLOAD_STREAM'));
     const last = headerString(msg.headers, 'UPLOAD_STREAM_DONE') === '1';
-    if (!body || !body.add(offset, msg.body, last)) {
+    if (!conn || !body) {
       this.counters.malformed++;
       this.#log.warn({ connId: msg.connId, offset }, 'upload piece without a stream; skipped');
+      return;
     }
+    if (!body.add(offset, msg.body, last)) {
+      this.counters.refused++;
+      this.#log.warn({ connId: msg.connId, offset, expected: body.received },
+        'upload piece out of order; request refused');
+      conn.upload = null;
+      conn.refuse(BAD_REQUEST);
+      return;
+    }
+    if (last) conn.upload = null;
   }
 
   #dispatch(

@@ -38,6 +38,8 @@ export function createProgram(): Command {
       + 'relative to it (default: the working directory)')
     .option('--upload-dir <DIR>', 'directory of upload.temp_store, as Mongrel2 names it '
       + '(default: /tmp)')
+    .addOption(new Option('--flow-control <MODE>', 'Mongrel2\'s download.flow_control: on, '
+      + 'off, or auto to learn it from the first request (auto)').choices(['auto', 'on', 'off']))
     .option('--default-host <HOST>', 'Host header for requests without one (default: localhost)')
     .option('--max-inflight <N>', 'requests in flight per unit before it stops pulling (64)')
     .option('--receive-hwm <N>', 'ZeroMQ receive high-water mark per unit (16)')
@@ -71,6 +73,7 @@ function flagsOf(program: Command): RawConfig {
     idleTimeout: o['idleTimeout'],
     subscribeTimeout: o['subscribeTimeout'],
     mercy: o['mercy'],
+    flowControl: o['flowControl'],
     logLevel: o['logLevel'],
     logFormat: o['logFormat'],
     debug: o['debug'],

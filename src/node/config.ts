@@ -31,6 +31,8 @@ export interface FleetConfig {
   readonly subscribeTimeoutMs: number;
   /** Graceful-stop budget before in-flight requests are abandoned. */
   readonly mercyMs: number;
+  /** Mongrel2's download.flow_control: on, off, or auto (learned). */
+  readonly flowControl: 'auto' | 'on' | 'off';
   readonly log: {
     readonly level: LevelName;
     readonly format: 'json' | 'pretty';
@@ -45,7 +47,7 @@ interface FlatKeys {
   zeromq: unknown; module: unknown; interface: unknown; fastWebGlobals: unknown;
   mongrel2Chroot: unknown; uploadDir: unknown; defaultHost: unknown;
   maxInflight: unknown; receiveHighWaterMark: unknown; maxMessageSize: unknown;
-  idleTimeout: unknown; subscribeTimeout: unknown; mercy: unknown;
+  idleTimeout: unknown; subscribeTimeout: unknown; mercy: unknown; flowControl: unknown;
   logLevel: unknown; logFormat: unknown; debug: unknown;
 }
 
@@ -68,6 +70,7 @@ export const ENVIRONMENT: Readonly<Record<string, keyof FlatKeys>> = {
   M2FLEET_INTERFACE: 'interface',
   M2FLEET_MONGREL2_CHROOT: 'mongrel2Chroot',
   M2FLEET_UPLOAD_DIR: 'uploadDir',
+  M2FLEET_FLOW_CONTROL: 'flowControl',
   M2FLEET_LOG_LEVEL: 'logLevel',
   M2FLEET_LOG_FORMAT: 'logFormat',
   M2FLEET_DEBUG: 'debug',
@@ -161,6 +164,7 @@ export function buildConfig(layers: readonly RawConfig[], cwd = process.cwd()): 
     idleTimeoutMs: duration('idleTimeout', raw.idleTimeout, '5m'),
     subscribeTimeoutMs: duration('subscribeTimeout', raw.subscribeTimeout, '2s'),
     mercyMs: duration('mercy', raw.mercy, '30s'),
+    flowControl: oneOf('flowControl', raw.flowControl, ['auto', 'on', 'off'], 'auto'),
     log: Object.freeze({
       level: oneOf('logLevel', raw.logLevel, ['error', 'warn', 'info', 'debug'], 'info'),
       format: oneOf('logFormat', raw.logFormat, ['json', 'pretty'], 'json'),

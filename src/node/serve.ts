@@ -42,6 +42,7 @@ export async function serve(config: FleetConfig, log: Logger): Promise<Serving> 
     defaultHost: config.defaultHost,
     upload: { chroot: config.mongrel2Chroot, dir: config.uploadDir },
     idleTimeoutMs: config.idleTimeoutMs,
+    flowControl: config.flowControl,
     receiveHighWaterMark: config.receiveHighWaterMark,
     maxMessageSize: config.maxMessageSize,
     subscribeTimeoutMs: config.subscribeTimeoutMs,

@@ -4,6 +4,7 @@
  * record whose `msg` is 'ready'. Run `npm run build` first.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { startWatchdog } from './watchdog.ts';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -74,6 +75,8 @@ export async function startFleet(args: string[], opts: FleetOptions = {}): Promi
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  const disarm = startWatchdog(child.pid ?? 0);
+  void new Promise((r) => child.once('exit', r)).then(disarm);
   const fleet = wrapChild(child);
   const timeoutMs = opts.readyTimeoutMs ?? 15_000;
 

@@ -17,6 +17,7 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { renderMongrel2Config } from '../../scripts/mongrel2-conf.mjs';
+import { startWatchdog } from './watchdog.ts';
 import { freePorts } from './ports.js';
 
 /** Where the Debian package mongrel2-core puts the server. */
@@ -203,24 +204,6 @@ function spawnMongrel2(dir: string, uuid: string): ChildProcess {
   }
 }
 
-/**
- * Starts a shell that SIGKILLs `pid` and removes `dir` when its stdin
- * reaches EOF, which happens however this process dies (even by SIGKILL,
- * or when node --test's runner loses its output pipe and ends the file's
- * process without running exit handlers). Writing "ok" disarms it.
- * Returns the disarm function.
- */
-function startWatchdog(pid: number, dir: string): () => void {
-  const script = 'read line; [ "$line" = ok ] || { kill -KILL "$1"; rm -rf "$2"; }';
-  const watchdog = spawn('/bin/sh', ['-c', script, 'm2-watchdog', String(pid), dir], {
-    stdio: ['pipe', 'ignore', 'ignore'],
-  });
-  watchdog.on('error', () => { /* best effort */ });
-  watchdog.stdin!.on('error', () => { /* watchdog already gone */ });
-  watchdog.unref();
-  (watchdog.stdin as unknown as Socket).unref();
-  return () => { watchdog.stdin!.end('ok\n'); };
-}
 
 /** Resolves when 127.0.0.1:port accepts a TCP connection. */
 async function waitForPort(

@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import { freePorts } from '../helpers/ports.js';
+
+// Runs the built CLI, as `npm run build` leaves it.
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const CLI = path.join(ROOT, 'dist/node/cli.js');
+// A guard, not an expectation: a CLI that hangs is stopped and reported.
+const GUARD_MS = 20_000;
+
+interface Outcome {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  stopped: boolean;
+}
+
+/** Runs `node dist/node/cli.js ...args` with a clean environment. */
+function runCli(args: string[]): Promise<Outcome> {
+  return new Promise((resolve, reject) => {
+    // No M2FLEET_* or NODE_DEBUG from the caller's shell may leak in.
+    const env = { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '' };
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env });
+    let stdout = '';
+    let stderr = '';
+    let stopped = false;
+    child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s; });
+    child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
+    const guard = setTimeout(() => {
+      stopped = true;
+      if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
+    }, GUARD_MS);
+    child.once('error', (err) => {
+      clearTimeout(guard);
+      reject(err);
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(guard);
+      resolve({ code, signal, stdout, stderr, stopped });
+    });
+  });
+}
+
+function assertExited(out: Outcome): void {
+  assert.equal(out.stopped, false,
+    `the CLI did not exit by itself; stderr: ${out.stderr}`);
+}
+
+describe('m2fleet command line', () => {
+  let pair = '';
+
+  before(async () => {
+    // Free local ports: connecting there reaches nothing and leaves the host.
+    const [send, recv] = await freePorts(2);
+    pair = `tcp://127.0.0.1:${send},tcp://127.0.0.1:${recv}`;
+  });
+
+  it('when --help is given then it lists the endpoint and module flags and exits 0', async () => {
+    const out = await runCli(['--help']);
+    assertExited(out);
+    assert.equal(out.code, 0);
+    for (const flag of ['--zeromq', '--zmq', '--mongrel2', '--module']) {
+      assert.match(out.stdout, new RegExp(`^\\s+${flag} <`, 'm'), `help lacks ${flag}`);
+    }
+  });
+
+  it('when an unknown flag is given then it exits 2 naming the flag', async () => {
+    const out = await runCli(['--zeromq', pair, '--no-such-flag']);
+    assertExited(out);
+    assert.equal(out.code, 2);
+    assert.match(out.stderr, /--no-such-flag/);
+  });
+
+  it('when --zeromq has no RECV_SPEC then it exits 2 saying what is expected', async () => {
+    const out = await runCli(['--zeromq', 'tcp://127.0.0.1:9999']);
+    assertExited(out);
+    assert.equal(out.code, 2);
+    assert.match(out.stderr, /zeromq: expected SEND_SPEC,RECV_SPEC/);
+    assert.match(out.stderr, /"tcp:\/\/127\.0\.0\.1:9999"/);
+  });
+
+  it('when --zeromq is missing then it exits 2 saying one is needed', async () => {
+    const out = await runCli(['--module', 'app.mjs']);
+    assertExited(out);
+    assert.equal(out.code, 2);
+    assert.match(out.stderr, /zeromq: at least one SEND_SPEC,RECV_SPEC is needed/);
+  });
+
+  it('when a choice flag has a bad value then it exits 2 naming the value', async () => {
+    const out = await runCli(['--zeromq', pair, '--flow-control', 'sometimes']);
+    assertExited(out);
+    assert.equal(out.code, 2);
+    assert.match(out.stderr, /sometimes/);
+  });
+
+  describe('when --module points to a missing file', () => {
+    let dir = '';
+    before(() => {
+      dir = mkdtempSync(path.join(tmpdir(), 'm2fleet-cli-'));
+    });
+    after(() => {
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('then it exits non-zero with one JSON error line naming the file and M2F_APP_LOAD',
+      async () => {
+        const missing = path.join(dir, 'missing-app.mjs');
+        const out = await runCli(['--zeromq', pair, '--module', missing]);
+        assertExited(out);
+        assert.notEqual(out.code, 0);
+        assert.equal(out.signal, null);
+        const lines = out.stderr.split('\n').filter((l) => l.trim() !== '');
+        assert.equal(lines.length, 1, `expected one line, got:\n${out.stderr}`);
+        const rec = JSON.parse(lines[0]!) as Record<string, unknown>;
+        assert.equal(rec['level'], 50);
+        assert.equal(rec['code'], 'M2F_APP_LOAD');
+        assert.ok(JSON.stringify(rec).includes(missing), `no file name in ${lines[0]}`);
+        assert.ok(!out.stderr.includes('    at '), 'a stack trace was printed');
+      });
+  });
+});

@@ -1,5 +1,8 @@
 /** The handler's public face: protocol, sockets and app hosting. */
-export { HandlerUnit, type UnitOptions, type UnitCounters } from './unit.js';
+export {
+  HandlerUnit, type UnitOptions, type UnitCounters, type ActiveRequest, type CompletedRequest,
+  type FlowControl,
+} from './unit.js';
 export type { EndpointSpec } from './endpoint.js';
 export { Mongrel2Socket, type Mongrel2Info } from './mongrel2-socket.js';
 export { loadApp, type LoadedApp, type AppInterface } from './app-loader.js';

@@ -43,6 +43,8 @@ export class Mongrel2Socket extends Duplex {
   readonly mongrel2: Mongrel2Info;
   /** Set before destroy() when the end must not close the client. */
   quiet = false;
+  /** Response bytes written so far (status line, headers and body). */
+  written = 0;
   /** The connection state this stream writes through. */
   readonly peer: SocketPeer;
   #inputs: Input[] = [];
@@ -81,6 +83,7 @@ export class Mongrel2Socket extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: string, cb: (e?: Error | null) => void): void {
+    this.written += chunk.length;
     this.peer.write([chunk], cb);
   }
 
@@ -88,7 +91,9 @@ export class Mongrel2Socket extends Duplex {
     chunks: { chunk: Buffer }[],
     cb: (e?: Error | null) => void,
   ): void {
-    this.peer.write(chunks.map((c) => c.chunk), cb);
+    const list = chunks.map((c) => c.chunk);
+    for (const c of list) this.written += c.length;
+    this.peer.write(list, cb);
   }
 
   override _final(cb: (e?: Error | null) => void): void {

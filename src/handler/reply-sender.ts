@@ -114,6 +114,7 @@ export class ReplySender {
           warned = true;
         }
         await new Promise((r) => setTimeout(r, delay));
+        if (this.#closed) return new Error('reply queue closed');
         delay = Math.min(delay * 2, RETRY_MAX_MS);
       }
     }

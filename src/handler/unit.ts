@@ -36,6 +36,28 @@ export interface UnitOptions extends Omit<EndpointOptions, 'identity'> {
    * `auto` to learn it from the first DOWNLOAD_CREDITS header.
    */
   flowControl: FlowControl;
+  /** Called when the app starts on a request. */
+  onRequestStart?: (request: ActiveRequest) => void;
+  /** Called when a response ends (access log, metrics, max-requests). */
+  onResponse?: (request: CompletedRequest) => void;
+}
+
+/** A request the app is working on. */
+export interface ActiveRequest {
+  readonly startedAt: number;
+  readonly method: string;
+  readonly url: string;
+  readonly connId: string;
+}
+
+/** A finished (or aborted) request, as reported to `onResponse`. */
+export interface CompletedRequest extends ActiveRequest {
+  readonly status: number;
+  /** Response bytes, head included. */
+  readonly bytes: number;
+  readonly durationMs: number;
+  /** False when the response was cut short (client gone, app destroyed it). */
+  readonly completed: boolean;
 }
 
 /** See {@link UnitOptions.flowControl}. */
@@ -81,6 +103,8 @@ export class HandlerUnit {
   #sweeper: NodeJS.Timeout | null = null;
   #stopping = false;
   #flowControl: FlowControl;
+  // Insertion order is start order, so the first entry is the oldest.
+  readonly #active = new Set<ActiveRequest>();
 
   constructor(options: UnitOptions) {
     this.#options = options;
@@ -355,17 +379,39 @@ export class HandlerUnit {
     socket.feed(body);
   }
 
-  // Counts a response as done when Node closes it (finished or aborted).
+  // Counts a response as done when Node closes it (finished or aborted),
+  // and reports it (access log, metrics, harakiri bookkeeping).
   #track(req: IncomingMessage, res: ServerResponse): void {
     const socket = req.socket;
     if (!(socket instanceof Mongrel2Socket)) return;
     const conn = socket.peer as Connection;
+    const started = performance.now();
+    const before = socket.written;
+    const active: ActiveRequest = {
+      startedAt: Date.now(), method: req.method ?? '', url: req.url ?? '', connId: conn.connId,
+    };
+    this.#active.add(active);
+    this.#options.onRequestStart?.(active);
     res.once('close', () => {
+      this.#active.delete(active);
       if (conn.pending > 0) {
         conn.pending--;
         this.#requestDone(1);
       }
+      this.#options.onResponse?.({
+        ...active,
+        status: res.statusCode,
+        bytes: socket.written - before,
+        durationMs: performance.now() - started,
+        completed: res.writableFinished,
+      });
     });
+  }
+
+  /** The request in flight that started first, if any (for harakiri). */
+  oldestRequest(): ActiveRequest | undefined {
+    for (const r of this.#active) return r;
+    return undefined;
   }
 
   #requestDone(count: number): void {

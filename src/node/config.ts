@@ -91,7 +91,8 @@ function parseSpecs(value: unknown): EndpointSpec[] {
 
 function int(key: string, value: unknown, def: number, min: number): number {
   if (value === undefined) return def;
-  const n = typeof value === 'number' ? value : Number(String(value).trim());
+  const text = String(value).trim();
+  const n = typeof value === 'number' ? value : /^-?\d+$/.test(text) ? Number(text) : NaN;
   if (!Number.isSafeInteger(n) || n < min) {
     throw new ConfigError(key, value, `expected a whole number >= ${min}`);
   }
@@ -102,7 +103,8 @@ function duration(key: string, value: unknown, def: string): number {
   const raw = value === undefined ? def : value;
   if (typeof raw === 'number' && raw >= 0) return raw;
   const text = String(raw).trim();
-  const n = /^\d+$/.test(text) ? Number(text) * 1000 : ms(text as ms.StringValue);
+  const n = /^\d+$/.test(text) ? Number(text) * 1000
+    : text === '' ? NaN : ms(text as ms.StringValue);
   if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) {
     throw new ConfigError(key, value, 'expected a duration such as 30s, 500ms or 2m');
   }

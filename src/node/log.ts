@@ -100,7 +100,8 @@ class JsonLogger implements Logger {
       ...this.#bindings,
       msg,
     };
-    for (const [k, v] of Object.entries(fields)) rec[k] = errorField(v);
+    // Fields never replace the record's own keys (time, level, msg, ...).
+    for (const [k, v] of Object.entries(fields)) if (!(k in rec)) rec[k] = errorField(v);
     this.#sink(this.#format === 'pretty' ? pretty(rec) : JSON.stringify(rec));
   }
 }

@@ -199,14 +199,16 @@ describe('buildConfig refuses bad values naming key and value', () => {
     assert.equal(err.message, 'mercy: why (got "x")');
   });
 
-  // Known bug: for an empty or blank string, duration() in src/node/config.ts
-  // calls ms('') which throws its own Error (no key, no M2F_CONFIG), so
-  // `m2fleet --mercy ''` prints ms's message instead of naming --mercy.
-  it('when a duration is an empty string then a ConfigError names the key',
-    { todo: 'config.ts duration() lets ms("") throw a plain Error' }, () => {
-      refused([BASE, { mercy: '' }], 'mercy', '""');
-      refused([BASE, { idleTimeout: '  ' }], 'idleTimeout', '"  "');
-    });
+  it('when a duration is an empty string then a ConfigError names the key', () => {
+    refused([BASE, { mercy: '' }], 'mercy', '""');
+    refused([BASE, { idleTimeout: '  ' }], 'idleTimeout', '"  "');
+  });
+
+  it('when a number is empty, hex or exponent then a ConfigError names the key', () => {
+    refused([BASE, { maxMessageSize: '' }], 'maxMessageSize', '""');
+    refused([BASE, { maxInflight: '0x10' }], 'maxInflight', '"0x10"');
+    refused([BASE, { maxInflight: '1e3' }], 'maxInflight', '"1e3"');
+  });
 });
 
 describe('buildConfig accepts good values', () => {

@@ -61,8 +61,8 @@ function parseLabels(text: string | undefined): Record<string, string> {
 function parseExposition(text: string): Map<string, Family> {
   assert.ok(text.endsWith('\n'), 'document ends with a newline');
   const families = new Map<string, Family>();
-  let help: { name: string; text: string } | null = null;
-  let current: { name: string; family: Family } | null = null;
+  let help = null as { name: string; text: string } | null;
+  let current = null as { name: string; family: Family } | null;
   for (const line of text.slice(0, -1).split('\n')) {
     const h = HELP.exec(line);
     const t = TYPE.exec(line);
@@ -72,12 +72,12 @@ function parseExposition(text: string): Map<string, Family> {
       help = { name: h[1]!, text: h[2]! };
     } else if (t) {
       assert.equal(help?.name, t[1], `TYPE ${t[1]} follows its HELP`);
-      const family = { type: t[2]!, help: help!.text, samples: [] };
+      const family: Family = { type: t[2]!, help: help!.text, samples: [] };
       families.set(t[1]!, family);
       current = { name: t[1]!, family };
     } else if (s) {
       assert.ok(current, `sample before any TYPE: ${line}`);
-      const base = current.family.type === 'histogram'
+      const base: string = current.family.type === 'histogram'
         ? s[1]!.replace(/_(bucket|sum|count)$/, '') : s[1]!;
       assert.equal(base, current.name, `sample ${s[1]} under ${current.name}`);
       const value = s[3] === '+Inf' ? Infinity : s[3] === '-Inf' ? -Infinity : Number(s[3]);

@@ -38,11 +38,12 @@ async function eventually(check: () => boolean, tries = 100): Promise<boolean> {
   return check();
 }
 
-describe('zmq log sink', () => {
+// Bounded so that a lost message fails the suite instead of hanging it.
+describe('zmq log sink', { timeout: 30_000 }, () => {
   const cleanup: Array<() => unknown> = [];
   after(async () => {
     for (const fn of cleanup.reverse()) await fn();
-  });
+  }, { timeout: 5_000 });
 
   it('when a collector is bound then it receives each line as one message, in order', async () => {
     const { pull, endpoint } = await collector();

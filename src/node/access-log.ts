@@ -1,0 +1,51 @@
+/**
+ * The access log: one record per answered request, written by a unit's
+ * logger at level info with msg `'access'`, so that one filter
+ * (`msg == "access"`) separates it from operational lines. A record reads
+ *
+ *   {"time":...,"level":30,...,"msg":"access","m":"GET","path":"/x",
+ *    "st":200,"b":512,"ms":3.2,"unit":"0f1e2d3c-...","conn":"42","ip":"..."}
+ *
+ * Bodies, headers and query strings are never logged.
+ */
+
+/** The msg of every access-log record. */
+export const ACCESS_MSG = 'access';
+
+/** One answered request, as the unit knows it when the reply is done. */
+export interface AccessRecord {
+  method: string;
+  /** Wire: Mongrel2's PATH header (the path the client asked for). */
+  path: string;
+  status: number;
+  /** Body bytes sent to the client. */
+  bytes: number;
+  /** Time from request received to reply sent, in milliseconds. */
+  durationMs: number;
+  /** Identity of the unit that answered. */
+  unit: string;
+  /** Wire: Mongrel2's connection id of the client. */
+  connId: string;
+  /** Wire: Mongrel2's REMOTE_ADDR header (the client address), when known. */
+  remote?: string;
+}
+
+/**
+ * Returns the structured fields of an access-log record, with short keys:
+ * `m` method, `path`, `st` status, `b` body bytes, `ms` duration rounded to
+ * 0.1 ms, `unit`, `conn` connection id, and `ip` only when `remote` is
+ * known. Log it as `log.info(formatAccessLine(r), ACCESS_MSG)`.
+ */
+export function formatAccessLine(r: AccessRecord): Record<string, unknown> {
+  const fields: Record<string, unknown> = {
+    m: r.method,
+    path: r.path,
+    st: r.status,
+    b: r.bytes,
+    ms: Math.round(r.durationMs * 10) / 10,
+    unit: r.unit,
+    conn: r.connId,
+  };
+  if (r.remote !== undefined && r.remote !== '') fields['ip'] = r.remote;
+  return fields;
+}

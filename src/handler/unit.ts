@@ -98,10 +98,11 @@ export class HandlerUnit {
   readonly #endpoints: Endpoint[];
   readonly #conns = new Map<string, Connection>();
   #inflight = 0;
-  #wakeCapacity: (() => void) | null = null;
+  #capacityWaiters: (() => void)[] = [];
   #loops: Promise<void>[] = [];
   #sweeper: NodeJS.Timeout | null = null;
   #stopping = false;
+  #lastReceived = 0;
   #flowControl: FlowControl;
   // Insertion order is start order, so the first entry is the oldest.
   readonly #active = new Set<ActiveRequest>();
@@ -138,12 +139,26 @@ export class HandlerUnit {
   /**
    * Graceful stop: take no more requests, let those in flight finish (up to
    * `graceMs`), flush their replies, close the sockets.
+   *
+   * Closing a PULL throws away whatever Mongrel2 had already pushed into
+   * it, and Mongrel2 keeps pushing to every connected PULL. So the unit
+   * goes on taking requests until its PULLs have been quiet for
+   * `quietMs` with nothing in flight, and only then closes them.
+   * Known shortcoming: a request Mongrel2 sends in the instant between that
+   * decision and the close is lost (its client waits until Mongrel2 times
+   * it out); under steady load with no quiet gap the unit closes when half
+   * the grace time is spent, losing what is in transit then.
    */
-  async stop(graceMs: number): Promise<void> {
+  async stop(graceMs: number, quietMs = 100): Promise<void> {
     this.#stopping = true;
-    for (const e of this.#endpoints) e.stopPulling();
-    this.#wakeCapacity?.();
     const deadline = Date.now() + graceMs;
+    const quietBy = Date.now() + graceMs / 2;
+    while (Date.now() < quietBy
+      && (this.#inflight > 0 || Date.now() - this.#lastReceived < quietMs)) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    for (const e of this.#endpoints) e.stopPulling();
+    this.#wakeCapacity();
     while (this.#inflight > 0 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -157,19 +172,19 @@ export class HandlerUnit {
 
   async #receiveLoop(endpoint: Endpoint, index: number): Promise<void> {
     for (;;) {
-      if (this.#inflight >= this.#options.maxInflight && !this.#stopping) {
-        await new Promise<void>((r) => { this.#wakeCapacity = r; });
-        this.#wakeCapacity = null;
+      if (this.#inflight >= this.#options.maxInflight && !endpoint.pull.closed) {
+        await new Promise<void>((r) => { this.#capacityWaiters.push(r); });
         continue;
       }
       let frames: Buffer[];
       try {
         frames = await endpoint.pull.receive();
       } catch (err) {
-        if (endpoint.pull.closed || this.#stopping) return;
+        if (endpoint.pull.closed) return;
         this.#log.error({ err: String(err) }, 'receive failed');
         continue;
       }
+      this.#lastReceived = Date.now();
       if (frames.length !== 1) {
         this.counters.malformed++;
         this.#log.warn({ parts: frames.length }, 'malformed message: multi-part; skipped');
@@ -416,7 +431,13 @@ export class HandlerUnit {
 
   #requestDone(count: number): void {
     this.#inflight = Math.max(0, this.#inflight - count);
-    if (this.#inflight < this.#options.maxInflight) this.#wakeCapacity?.();
+    if (this.#inflight < this.#options.maxInflight) this.#wakeCapacity();
+  }
+
+  #wakeCapacity(): void {
+    const waiters = this.#capacityWaiters;
+    this.#capacityWaiters = [];
+    for (const wake of waiters) wake();
   }
 
   #owner(endpoint: Endpoint): ConnectionOwner {

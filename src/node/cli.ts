@@ -1,115 +1,143 @@
 #!/usr/bin/env node
 /**
  * The m2fleet command line. Flags read like uWSGI's; a bad flag or value
- * names the problem and exits with status 2.
+ * names the problem and exits with status 2. `m2fleet [options]` runs the
+ * fleet; `reload`, `stop` and `status` talk to a running one.
  */
-import { Command, CommanderError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
 import { M2FleetError } from '../handler/errors.js';
-import { buildConfig, fromEnvironment, type RawConfig } from './config.js';
+import { addServeOptions, flagsOf } from './cli-options.js';
+import { buildConfig, fromEnvironment, type FleetConfig } from './config.js';
+import { readConfigFile } from './config-file.js';
 import { createLogger } from './log.js';
-import { serve, stopOnSignals, survive } from './serve.js';
+import { createSinks } from './log-sinks.js';
+import { startStatsServer } from './stats-server.js';
+import { fetchStatus, formatStatusTable } from './status-table.js';
+import { startMaster } from './supervisor.js';
 
-function collect(value: string, previous: string[] = []): string[] {
-  return [...previous, value];
+function fail(message: string): never {
+  process.stderr.write(`m2fleet: ${message}\n`);
+  process.exit(2);
+}
+
+function signalMaster(pidfile: string, signal: NodeJS.Signals): void {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(pidfile, 'utf8').trim());
+  } catch {
+    fail(`cannot read pidfile ${pidfile}`);
+  }
+  if (!Number.isSafeInteger(pid) || pid <= 1) fail(`pidfile ${pidfile} holds no pid`);
+  try {
+    process.kill(pid, signal);
+  } catch {
+    fail(`no m2fleet master with pid ${pid} (from ${pidfile})`);
+  }
+  process.stdout.write(`sent ${signal} to m2fleet master ${pid}\n`);
+}
+
+async function runFleet(config: FleetConfig): Promise<void> {
+  const sinks = createSinks(config);
+  const log = createLogger({ ...config.log, sink: sinks.write }).child({ component: 'master' });
+  const master = startMaster(config, log, new URL('./worker-process.js', import.meta.url), () => {
+    void master.stop().then(async () => {
+      await sinks.close();
+      process.exit(1);
+    });
+  });
+  const stats = config.stats === null ? null : await startStatsServer({
+    host: config.stats.host, port: config.stats.port, snapshot: () => master.snapshot(), log,
+  }).catch((err: unknown) => {
+    log.error({ err }, 'cannot start the stats server');
+    return null;
+  });
+  let signals = 0;
+  const onStop = (signal: NodeJS.Signals): void => {
+    if (++signals > 1) {
+      log.warn({ signal }, 'second signal; exiting now');
+      process.exit(1);
+    }
+    void master.stop().then(async () => {
+      await stats?.close();
+      await sinks.close();
+      process.exit(0);
+    });
+  };
+  process.on('SIGTERM', onStop);
+  process.on('SIGINT', onStop);
+  process.on('SIGHUP', () => master.reload());
+  await master.ready;
+  log.info({
+    processes: config.processes, threads: config.threads,
+    units: config.processes * config.threads,
+    stats: stats ? `http://${stats.address.host}:${stats.address.port}/` : null,
+  }, 'ready');
+}
+
+function configFrom(program: Command): FleetConfig {
+  const o = program.opts<Record<string, unknown>>();
+  try {
+    const file = typeof o['config'] === 'string' ? readConfigFile(o['config']) : {};
+    return buildConfig([file, fromEnvironment(process.env), flagsOf(program)]);
+  } catch (err) {
+    fail((err as Error).message);
+  }
 }
 
 /** Builds the command; exported so tests can parse without running. */
 export function createProgram(): Command {
   const program = new Command('m2fleet')
     .description('Application server for Mongrel2: serves Node apps as ZeroMQ handlers')
-    .usage('--zeromq SEND_SPEC,RECV_SPEC [--module PATH[:EXPORT]] [options]')
+    .usage('--zeromq SEND_SPEC,RECV_SPEC [--module PATH[:EXPORT]] [options]\n'
+      + '       m2fleet reload|stop --pidfile FILE\n'
+      + '       m2fleet status --stats HOST:PORT')
     .helpOption('-h, --help', 'show this help')
     .version(process.env['npm_package_version'] ?? '0.1.0', '-V, --version')
     .showHelpAfterError('(run m2fleet --help for the option list)')
+    .enablePositionalOptions()
     .exitOverride();
-  const zeromqHelp = 'connect a PULL to Mongrel2\'s send_spec and a PUB to its '
-    + 'recv_spec; repeat for several Mongrel2 handlers';
-  program
-    .option('--zeromq <SEND_SPEC,RECV_SPEC>', zeromqHelp, collect)
-    .addOption(new Option('--zmq <SEND_SPEC,RECV_SPEC>', 'alias of --zeromq')
-      .argParser(collect))
-    .addOption(new Option('--mongrel2 <SEND_SPEC,RECV_SPEC>', 'alias of --zeromq')
-      .argParser(collect))
-    .option('--module <PATH[:EXPORT]>', 'load the app from PATH (default: the built-in test app)')
-    .addOption(new Option('--interface <kind>', 'how to call the app')
-      .choices(['auto', 'node', 'fetch']))
-    .option('--fast-web-globals', 'let fetch apps use faster global Request/Response objects')
-    .option('--mongrel2-chroot <DIR>', 'Mongrel2\'s chroot on this host; upload paths are '
-      + 'relative to it (default: the working directory)')
-    .option('--upload-dir <DIR>', 'directory of upload.temp_store, as Mongrel2 names it '
-      + '(default: /tmp)')
-    .addOption(new Option('--flow-control <MODE>', 'Mongrel2\'s download.flow_control: on, '
-      + 'off, or auto to learn it from the first request (auto)').choices(['auto', 'on', 'off']))
-    .option('--default-host <HOST>', 'Host header for requests without one (default: localhost)')
-    .option('--max-inflight <N>', 'requests in flight per unit before it stops pulling (64)')
-    .option('--receive-hwm <N>', 'ZeroMQ receive high-water mark per unit (16)')
-    .option('--max-message-size <BYTES>', 'largest request message accepted (64 MiB; -1: any)')
-    .option('--idle-timeout <TIME>', 'forget an idle keep-alive connection after TIME (5m)')
-    .option('--subscribe-timeout <TIME>', 'wait this long for Mongrel2\'s subscription (2s)')
-    .option('--mercy <TIME>', 'graceful stop budget for requests in flight (30s)')
-    .addOption(new Option('--log-level <LEVEL>', 'lowest level logged (info)')
-      .choices(['error', 'warn', 'info', 'debug']))
-    .addOption(new Option('--log-format <FORMAT>', 'json lines or pretty text (json)')
-      .choices(['json', 'pretty']))
-    .option('--debug [COMPONENTS]', 'debug logging, for all or for handler,app,... ');
+  addServeOptions(program);
+  program.action(async () => {
+    const config = configFrom(program);
+    await runFleet(config).catch((err: unknown) => {
+      const code = err instanceof M2FleetError ? err.code : undefined;
+      process.stderr.write(`${JSON.stringify({ level: 50, msg: 'cannot start', code,
+        err: (err as Error).message })}\n`);
+      process.exit(1);
+    });
+  });
+  program.command('reload').description('gracefully replace every process (SIGHUP)')
+    .requiredOption('--pidfile <FILE>', 'the master\'s pidfile')
+    .exitOverride()
+    .action((o: { pidfile: string }) => signalMaster(o.pidfile, 'SIGHUP'));
+  program.command('stop').description('drain and stop the fleet (SIGTERM)')
+    .requiredOption('--pidfile <FILE>', 'the master\'s pidfile')
+    .exitOverride()
+    .action((o: { pidfile: string }) => signalMaster(o.pidfile, 'SIGTERM'));
+  program.command('status').description('show the units of a running fleet')
+    .requiredOption('--stats <HOST:PORT>', 'the fleet\'s --stats address')
+    .option('--json', 'print the JSON status')
+    .exitOverride()
+    .action(async (o: { stats: string; json?: boolean }) => {
+      try {
+        const snap = await fetchStatus(`http://${o.stats}/status`);
+        process.stdout.write(o.json ? JSON.stringify(snap, null, 2) + '\n' : formatStatusTable(snap));
+      } catch (err) {
+        process.stderr.write(`m2fleet: ${(err as Error).message}\n`);
+        process.exit(1);
+      }
+    });
   return program;
-}
-
-function flagsOf(program: Command): RawConfig {
-  const o = program.opts<Record<string, unknown>>();
-  const specs = [o['zeromq'], o['zmq'], o['mongrel2']]
-    .flatMap((v) => (Array.isArray(v) ? v : []));
-  const flags: RawConfig = {
-    zeromq: specs.length > 0 ? specs : undefined,
-    module: o['module'],
-    interface: o['interface'],
-    fastWebGlobals: o['fastWebGlobals'],
-    mongrel2Chroot: o['mongrel2Chroot'],
-    uploadDir: o['uploadDir'],
-    defaultHost: o['defaultHost'],
-    maxInflight: o['maxInflight'],
-    receiveHighWaterMark: o['receiveHwm'],
-    maxMessageSize: o['maxMessageSize'],
-    idleTimeout: o['idleTimeout'],
-    subscribeTimeout: o['subscribeTimeout'],
-    mercy: o['mercy'],
-    flowControl: o['flowControl'],
-    logLevel: o['logLevel'],
-    logFormat: o['logFormat'],
-    debug: o['debug'],
-  };
-  for (const k of Object.keys(flags) as (keyof RawConfig)[]) {
-    if (flags[k] === undefined) delete flags[k];
-  }
-  return flags;
 }
 
 async function main(argv: string[]): Promise<void> {
   const program = createProgram();
   try {
-    program.parse(argv);
+    await program.parseAsync(argv);
   } catch (err) {
-    if (err instanceof CommanderError) {
-      process.exit(err.exitCode === 0 ? 0 : 2);
-    }
+    if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : 2);
     throw err;
-  }
-  let config;
-  try {
-    config = buildConfig([fromEnvironment(process.env), flagsOf(program)]);
-  } catch (err) {
-    process.stderr.write(`m2fleet: ${(err as Error).message}\n`);
-    process.exit(2);
-  }
-  const log = createLogger(config.log);
-  survive(log);
-  try {
-    const serving = await serve(config, log);
-    stopOnSignals(serving, log);
-  } catch (err) {
-    const code = err instanceof M2FleetError ? err.code : undefined;
-    log.error({ code, err: (err as Error).message }, 'cannot start');
-    process.exit(1);
   }
 }
 

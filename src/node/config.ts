@@ -33,6 +33,24 @@ export interface FleetConfig {
   readonly mercyMs: number;
   /** Mongrel2's download.flow_control: on, off, or auto (learned). */
   readonly flowControl: 'auto' | 'on' | 'off';
+  /** `-p`: worker processes. */
+  readonly processes: number;
+  /** `--threads`: units (worker threads) per process. */
+  readonly threads: number;
+  /** Replace a process after this many requests (0: never). */
+  readonly maxRequests: number;
+  /** Replace a process whose resident memory passes this many MiB (0: never). */
+  readonly reloadOnRssMb: number;
+  /** Kill and replace a process stuck this long on one request (0: never). */
+  readonly harakiriMs: number;
+  /** Where the master writes its pid (for `m2fleet reload`), or null. */
+  readonly pidfile: string | null;
+  /** `--stats HOST:PORT`: metrics and status server, or null. */
+  readonly stats: { readonly host: string; readonly port: number } | null;
+  /** `--logger`: stderr, or `zeromq:ENDPOINT` (a PUSH to a collector). */
+  readonly logger: { readonly kind: 'stderr' } | { readonly kind: 'zeromq'; readonly endpoint: string };
+  /** One info line per request (msg "access"). */
+  readonly accessLog: boolean;
   readonly log: {
     readonly level: LevelName;
     readonly format: 'json' | 'pretty';
@@ -43,13 +61,16 @@ export interface FleetConfig {
 /** Raw values before validation: strings from flags or the environment. */
 export type RawConfig = Partial<Record<keyof FlatKeys, unknown>>;
 
-interface FlatKeys {
-  zeromq: unknown; module: unknown; interface: unknown; fastWebGlobals: unknown;
-  mongrel2Chroot: unknown; uploadDir: unknown; defaultHost: unknown;
-  maxInflight: unknown; receiveHighWaterMark: unknown; maxMessageSize: unknown;
-  idleTimeout: unknown; subscribeTimeout: unknown; mercy: unknown; flowControl: unknown;
-  logLevel: unknown; logFormat: unknown; debug: unknown;
-}
+/** Every key a config layer may set (flags, file, environment). */
+export const CONFIG_KEYS = [
+  'zeromq', 'module', 'interface', 'fastWebGlobals', 'mongrel2Chroot', 'uploadDir',
+  'defaultHost', 'maxInflight', 'receiveHighWaterMark', 'maxMessageSize', 'idleTimeout',
+  'subscribeTimeout', 'mercy', 'flowControl', 'processes', 'threads', 'maxRequests',
+  'reloadOnRss', 'harakiri', 'pidfile', 'stats', 'logger', 'accessLog', 'logLevel',
+  'logFormat', 'debug',
+] as const;
+
+type FlatKeys = Record<(typeof CONFIG_KEYS)[number], unknown>;
 
 /** A bad configuration value; the message names the key and the value. */
 export class ConfigError extends M2FleetError {
@@ -71,6 +92,11 @@ export const ENVIRONMENT: Readonly<Record<string, keyof FlatKeys>> = {
   M2FLEET_MONGREL2_CHROOT: 'mongrel2Chroot',
   M2FLEET_UPLOAD_DIR: 'uploadDir',
   M2FLEET_FLOW_CONTROL: 'flowControl',
+  M2FLEET_PROCESSES: 'processes',
+  M2FLEET_THREADS: 'threads',
+  M2FLEET_LOGGER: 'logger',
+  M2FLEET_STATS: 'stats',
+  M2FLEET_PIDFILE: 'pidfile',
   M2FLEET_LOG_LEVEL: 'logLevel',
   M2FLEET_LOG_FORMAT: 'logFormat',
   M2FLEET_DEBUG: 'debug',
@@ -131,6 +157,25 @@ function list(value: unknown): string[] {
   return items.flatMap((v) => String(v).split(',')).map((s) => s.trim()).filter(Boolean);
 }
 
+function hostPort(key: string, value: unknown): { host: string; port: number } {
+  const m = /^(.*):(\d{1,5})$/.exec(String(value).trim());
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new ConfigError(key, value, 'expected HOST:PORT such as 127.0.0.1:9191');
+  const host = m[1] === '' ? '0.0.0.0' : m[1]!.replace(/^\[(.*)\]$/, '$1');
+  return Object.freeze({ host, port });
+}
+
+function loggerOf(value: unknown): FleetConfig['logger'] {
+  if (value === undefined || value === '' || value === 'stderr') {
+    return Object.freeze({ kind: 'stderr' as const });
+  }
+  const m = /^(?:zeromq|zmq):((?:tcp|ipc):\/\/\S+)$/.exec(String(value));
+  if (!m) {
+    throw new ConfigError('logger', value, 'expected stderr or zeromq:tcp://HOST:PORT');
+  }
+  return Object.freeze({ kind: 'zeromq' as const, endpoint: m[1]! });
+}
+
 /** Reads the environment variables of {@link ENVIRONMENT}. */
 export function fromEnvironment(env: NodeJS.ProcessEnv): RawConfig {
   const out: RawConfig = {};
@@ -147,6 +192,11 @@ export function fromEnvironment(env: NodeJS.ProcessEnv): RawConfig {
  */
 export function buildConfig(layers: readonly RawConfig[], cwd = process.cwd()): FleetConfig {
   const raw: RawConfig = Object.assign({}, ...layers);
+  for (const key of Object.keys(raw)) {
+    if (!(CONFIG_KEYS as readonly string[]).includes(key)) {
+      throw new ConfigError(key, raw[key as keyof RawConfig], 'unknown option');
+    }
+  }
   const zeromq = parseSpecs(raw.zeromq);
   if (zeromq.length === 0) {
     throw new ConfigError('zeromq', raw.zeromq, 'at least one SEND_SPEC,RECV_SPEC is needed');
@@ -167,6 +217,16 @@ export function buildConfig(layers: readonly RawConfig[], cwd = process.cwd()): 
     subscribeTimeoutMs: duration('subscribeTimeout', raw.subscribeTimeout, '2s'),
     mercyMs: duration('mercy', raw.mercy, '30s'),
     flowControl: oneOf('flowControl', raw.flowControl, ['auto', 'on', 'off'], 'auto'),
+    processes: int('processes', raw.processes, 1, 1),
+    threads: int('threads', raw.threads, 1, 1),
+    maxRequests: int('maxRequests', raw.maxRequests, 0, 0),
+    reloadOnRssMb: int('reloadOnRss', raw.reloadOnRss, 0, 0),
+    harakiriMs: raw.harakiri === undefined ? 0 : duration('harakiri', raw.harakiri, '0'),
+    pidfile: raw.pidfile === undefined || raw.pidfile === '' ? null
+      : path.resolve(cwd, String(raw.pidfile)),
+    stats: raw.stats === undefined || raw.stats === '' ? null : hostPort('stats', raw.stats),
+    logger: loggerOf(raw.logger),
+    accessLog: bool('accessLog', raw.accessLog),
     log: Object.freeze({
       level: oneOf('logLevel', raw.logLevel, ['error', 'warn', 'info', 'debug'], 'info'),
       format: oneOf('logFormat', raw.logFormat, ['json', 'pretty'], 'json'),

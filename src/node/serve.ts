@@ -1,17 +1,27 @@
 /**
- * Runs one handler unit in this process: loads the app, connects to every
- * Mongrel2 endpoint, and stops gracefully on SIGTERM/SIGINT.
+ * Starts one handler unit in the calling thread: loads the app, connects
+ * to every Mongrel2 endpoint under a fresh identity, and says how to stop.
  */
 import http from 'node:http';
 import { v4 as uuidv4 } from 'uuid';
-import { HandlerUnit, loadApp, testApp, type Logger } from '../handler/index.js';
+import {
+  HandlerUnit, loadApp, testApp, type ActiveRequest, type CompletedRequest, type Logger,
+} from '../handler/index.js';
 import type { FleetConfig } from './config.js';
 
 /** A running unit and how to stop it. */
 export interface Serving {
   unit: HandlerUnit;
+  /** The unit's identity (a UUID), logged at start. */
   identity: string;
+  /** Drains (up to the mercy time), flushes replies, closes the sockets. */
   stop(): Promise<void>;
+}
+
+/** Per-request callbacks of {@link startUnit}. */
+export interface UnitHooks {
+  onRequestStart?: (request: ActiveRequest) => void;
+  onResponse?: (request: CompletedRequest) => void;
 }
 
 async function appServer(config: FleetConfig, log: Logger): Promise<{
@@ -29,7 +39,9 @@ async function appServer(config: FleetConfig, log: Logger): Promise<{
 }
 
 /** Loads the app and starts one unit on all endpoints. */
-export async function serve(config: FleetConfig, log: Logger): Promise<Serving> {
+export async function startUnit(
+  config: FleetConfig, log: Logger, hooks: UnitHooks = {}, lingerMs = 2000,
+): Promise<Serving> {
   const app = await appServer(config, log);
   const identity = uuidv4();
   const unitLog = log.child({ component: 'handler', unit: identity });
@@ -46,14 +58,15 @@ export async function serve(config: FleetConfig, log: Logger): Promise<Serving> 
     receiveHighWaterMark: config.receiveHighWaterMark,
     maxMessageSize: config.maxMessageSize,
     subscribeTimeoutMs: config.subscribeTimeoutMs,
-    lingerMs: 2000,
+    lingerMs,
+    ...hooks,
   });
   await unit.start();
   unitLog.info({
     app: app.kind,
     module: config.module,
     endpoints: config.zeromq.map((e) => `${e.sendSpec},${e.recvSpec}`),
-  }, 'ready');
+  }, 'unit ready');
   return {
     unit,
     identity,
@@ -65,7 +78,7 @@ export async function serve(config: FleetConfig, log: Logger): Promise<Serving> 
 }
 
 /**
- * Keeps the process alive through app mistakes: an uncaught exception or
+ * Keeps the thread alive through app mistakes: an uncaught exception or
  * rejection from app code is logged in one line, and serving goes on.
  */
 export function survive(log: Logger): void {
@@ -75,26 +88,4 @@ export function survive(log: Logger): void {
   process.on('unhandledRejection', (err) => {
     log.error({ err }, 'unhandled rejection in app code; still serving');
   });
-}
-
-/** First SIGTERM/SIGINT drains and exits 0; a second one exits at once. */
-export function stopOnSignals(serving: Serving, log: Logger): void {
-  let stopping = false;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      log.warn({ signal }, 'second signal; exiting now');
-      process.exit(1);
-    }
-    stopping = true;
-    log.info({ signal }, 'stopping: draining requests');
-    serving.stop().then(() => {
-      log.info({}, 'stopped');
-      process.exit(0);
-    }, (err: unknown) => {
-      log.error({ err }, 'stop failed');
-      process.exit(1);
-    });
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
 }

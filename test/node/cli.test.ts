@@ -108,19 +108,24 @@ describe('m2fleet command line', () => {
       rmSync(dir, { recursive: true, force: true });
     });
 
-    it('then it exits non-zero with one JSON error line naming the file and M2F_APP_LOAD',
+    it('then it exits 1 with a JSON error line naming the file and M2F_APP_LOAD',
       async () => {
         const missing = path.join(dir, 'missing-app.mjs');
         const out = await runCli(['--zeromq', pair, '--module', missing]);
         assertExited(out);
-        assert.notEqual(out.code, 0);
+        assert.equal(out.code, 1);
         assert.equal(out.signal, null);
-        const lines = out.stderr.split('\n').filter((l) => l.trim() !== '');
-        assert.equal(lines.length, 1, `expected one line, got:\n${out.stderr}`);
-        const rec = JSON.parse(lines[0]!) as Record<string, unknown>;
-        assert.equal(rec['level'], 50);
-        assert.equal(rec['code'], 'M2F_APP_LOAD');
-        assert.ok(JSON.stringify(rec).includes(missing), `no file name in ${lines[0]}`);
+        const records = out.stderr.split('\n').filter((l) => l.trim() !== '')
+          .map((l) => JSON.parse(l) as Record<string, unknown>);
+        const loadErrors = records.filter((r) => (r['err'] as { code?: string } | undefined)
+          ?.code === 'M2F_APP_LOAD');
+        assert.equal(loadErrors.length, 1, `expected one load error, got:\n${out.stderr}`);
+        assert.equal(loadErrors[0]!['level'], 50);
+        assert.ok(JSON.stringify(loadErrors[0]).includes(missing), 'no file name');
+        // The master gives up at once instead of restarting a process that
+        // can never start.
+        assert.ok(records.some((r) => String(r['msg']).startsWith('cannot start')));
+        assert.equal(records.filter((r) => r['msg'] === 'process starting').length, 1);
         assert.ok(!out.stderr.includes('    at '), 'a stack trace was printed');
       });
   });

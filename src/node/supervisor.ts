@@ -1,0 +1,207 @@
+/**
+ * The master: keeps `processes` worker processes alive, each with
+ * `threads` units. It restarts a crashed process with exponential backoff,
+ * replaces processes gracefully (new one ready before the old one drains)
+ * on SIGHUP, max-requests and reload-on-rss, and stops the fleet on
+ * SIGTERM/SIGINT. It loads no app code itself.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import { rmSync, writeFileSync } from 'node:fs';
+import type { Logger } from '../handler/types.js';
+import type { FleetConfig } from './config.js';
+import type { FleetSnapshot, ProcessSnapshot, RestartReason } from './snapshot.js';
+import type { ToMaster, ToWorker } from './worker-process.js';
+
+/** Lifecycle of one process slot. */
+type SlotState = 'starting' | 'ready' | 'backoff' | 'stopped';
+
+interface Slot {
+  index: number;
+  state: SlotState;
+  worker: Worker | null;
+  /** A replacement being started; it takes over once ready. */
+  successor: Worker | null;
+  generation: number;
+  backoffMs: number;
+  startedAt: number;
+  /** The slot has served at least once (later exits are crashes). */
+  everReady: boolean;
+  snapshot: ProcessSnapshot | null;
+}
+
+const BACKOFF_MIN_MS = 100;
+const BACKOFF_MAX_MS = 30_000;
+/** A process that lived this long resets its slot's backoff. */
+const STABLE_MS = 30_000;
+
+/** The running master. */
+export interface Master {
+  snapshot(): FleetSnapshot;
+  /** Resolves once every unit of the first generation is ready. */
+  ready: Promise<void>;
+  reload(): void;
+  stop(): Promise<void>;
+}
+
+/** Starts the fleet; `entry` is the worker process script. */
+export function startMaster(
+  config: FleetConfig, log: Logger, entry: URL, onStartFailure: () => void,
+): Master {
+  const slots: Slot[] = [];
+  const restarts: Partial<Record<RestartReason, number>> = {};
+  const startedAt = Date.now();
+  let logDropped = 0;
+  let stopping: Promise<void> | null = null;
+  let announceReady: () => void = () => undefined;
+  const ready = new Promise<void>((r) => { announceReady = r; });
+
+  cluster.setupPrimary({ exec: entry.pathname, silent: false });
+
+  const count = (reason: RestartReason): void => {
+    restarts[reason] = (restarts[reason] ?? 0) + 1;
+  };
+
+  const fork = (slot: Slot, reason: RestartReason | null): Worker => {
+    slot.generation++;
+    const worker = cluster.fork({
+      M2FLEET_WORKER_CONFIG: JSON.stringify(config),
+      M2FLEET_SLOT: String(slot.index),
+      M2FLEET_GENERATION: String(slot.generation),
+    });
+    const pid = worker.process.pid;
+    log.info({ slot: slot.index, workerPid: pid, generation: slot.generation, reason }, 'process starting');
+    worker.on('message', (msg: ToMaster) => onMessage(slot, worker, msg));
+    worker.once('exit', (code, signal) => onExit(slot, worker, code, signal));
+    return worker;
+  };
+
+  const onMessage = (slot: Slot, worker: Worker, msg: ToMaster): void => {
+    switch (msg.t) {
+      case 'ready':
+        onReady(slot, worker, msg.units);
+        return;
+      case 'snapshot':
+        if (worker === slot.worker) slot.snapshot = msg.snapshot;
+        return;
+      case 'recycle':
+        if (worker === slot.worker) replace(slot, msg.reason);
+        return;
+      case 'harakiri':
+        count('harakiri');
+        log.error({ slot: slot.index, workerPid: worker.process.pid, unit: msg.unit,
+          request: msg.request, seconds: Math.round(msg.seconds) }, 'harakiri');
+        return;
+      case 'log-dropped':
+        logDropped += msg.count;
+    }
+  };
+
+  const onReady = (slot: Slot, worker: Worker, units: string[]): void => {
+    log.info({ slot: slot.index, workerPid: worker.process.pid, units }, 'process ready');
+    if (worker === slot.successor) {
+      const old = slot.worker;
+      slot.worker = worker;
+      slot.successor = null;
+      slot.snapshot = null;
+      // The new process serves; the old one stops taking work and drains.
+      if (old && old.isConnected()) old.send({ t: 'stop' } satisfies ToWorker);
+    }
+    if (worker !== slot.worker) return;
+    slot.state = 'ready';
+    slot.everReady = true;
+    slot.startedAt = Date.now();
+    if (slots.every((s) => s.state === 'ready')) {
+      announceReady();
+    }
+  };
+
+  const onExit = (slot: Slot, worker: Worker, code: number | null, signal: string | null): void => {
+    const pid = worker.process.pid;
+    if (worker === slot.successor) {
+      slot.successor = null;
+      log.error({ slot: slot.index, workerPid: pid, code, signal }, 'replacement failed to start; old process kept');
+      return;
+    }
+    if (worker !== slot.worker) {
+      log.info({ slot: slot.index, workerPid: pid, code }, 'old process drained and exited');
+      return;
+    }
+    slot.worker = null;
+    slot.snapshot = null;
+    if (stopping) {
+      slot.state = 'stopped';
+      return;
+    }
+    if (!slot.everReady) {
+      // The first start failed (the app does not load, say): restarting
+      // would only repeat that. Stop the fleet and say so.
+      log.error({ slot: slot.index, workerPid: pid, code, signal },
+        'cannot start: a process failed before it was ready');
+      onStartFailure();
+      return;
+    }
+    count('crash');
+    if (Date.now() - slot.startedAt > STABLE_MS) slot.backoffMs = 0;
+    slot.backoffMs = Math.min(BACKOFF_MAX_MS, Math.max(BACKOFF_MIN_MS, slot.backoffMs * 2));
+    slot.state = 'backoff';
+    log.warn({ slot: slot.index, workerPid: pid, code, signal, restartInMs: slot.backoffMs },
+      'process exited; restarting');
+    setTimeout(() => {
+      if (stopping || slot.worker) return;
+      slot.state = 'starting';
+      slot.worker = fork(slot, 'crash');
+    }, slot.backoffMs);
+  };
+
+  const replace = (slot: Slot, reason: RestartReason): void => {
+    if (stopping || slot.successor || !slot.worker) return;
+    count(reason);
+    log.info({ slot: slot.index, workerPid: slot.worker.process.pid, reason }, 'replacing process');
+    slot.successor = fork(slot, reason);
+  };
+
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      const all = slots.flatMap((s) => [s.worker, s.successor]).filter((w): w is Worker => !!w);
+      log.info({ processes: all.length }, 'stopping: draining requests');
+      const exits = all.map((w) => new Promise<void>((r) => {
+        if (w.isDead()) r();
+        else w.once('exit', () => r());
+      }));
+      for (const w of all) if (w.isConnected()) w.send({ t: 'stop' } satisfies ToWorker);
+      const bound = config.mercyMs + 10_000;
+      await Promise.race([Promise.all(exits), new Promise((r) => setTimeout(r, bound).unref())]);
+      for (const w of all) if (!w.isDead()) w.process.kill('SIGKILL');
+      if (config.pidfile) rmSync(config.pidfile, { force: true });
+      log.info({}, 'stopped');
+    })();
+    return stopping;
+  };
+
+  for (let i = 0; i < config.processes; i++) {
+    const slot: Slot = {
+      index: i, state: 'starting', worker: null, successor: null,
+      generation: 0, backoffMs: 0, startedAt: Date.now(), snapshot: null, everReady: false,
+    };
+    slots.push(slot);
+    slot.worker = fork(slot, null);
+  }
+  if (config.pidfile) writeFileSync(config.pidfile, `${process.pid}\n`);
+
+  return {
+    ready,
+    stop,
+    reload: () => {
+      log.info({}, 'reload: replacing every process');
+      for (const slot of slots) replace(slot, 'reload');
+    },
+    snapshot: () => ({
+      masterPid: process.pid,
+      startedAt,
+      desiredUnits: config.processes * config.threads,
+      processes: slots.flatMap((s) => (s.snapshot ? [s.snapshot] : [])),
+      restarts: { ...restarts },
+      logDropped,
+    }),
+  };
+}

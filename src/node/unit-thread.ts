@@ -1,0 +1,108 @@
+/**
+ * Entry point of a unit's worker thread: loads the app, serves Mongrel2,
+ * and writes its counters into the shared slot the controller reads.
+ *
+ * zeromq.js aborts the whole process when a thread ends with a receive
+ * pending, and frames sent zero-copy from a thread that has exited are
+ * read after free. So a unit thread only ever ends one way: stop pulling,
+ * finish its requests, flush and close its sockets, wait out the linger,
+ * then return. An app calling process.exit() is made to take that way too.
+ */
+import { parentPort, threadId, workerData } from 'node:worker_threads';
+import type { FleetConfig } from './config.js';
+import { formatAccessLine } from './access-log.js';
+import { createLogger } from './log.js';
+import { startUnit, survive, type Serving } from './serve.js';
+import { UnitSlot } from './unit-slot.js';
+
+/** What the controller passes to a unit thread. */
+export interface UnitThreadData {
+  config: FleetConfig;
+  slot: SharedArrayBuffer;
+  /** Index of this unit in its process (0..threads-1). */
+  index: number;
+}
+
+/** Messages between a unit thread and its controller. */
+export type ToController =
+  | { t: 'ready'; identity: string }
+  | { t: 'log'; line: string }
+  | { t: 'stopped'; code: number };
+export type ToUnit = { t: 'stop' };
+
+/** PUB linger, and how long a thread waits after closing before it ends. */
+const LINGER_MS = 500;
+
+async function main(): Promise<void> {
+  const data = workerData as UnitThreadData;
+  const port = parentPort!;
+  const { config } = data;
+  const sink = (line: string): void => port.postMessage({ t: 'log', line } satisfies ToController);
+  const log = createLogger({ ...config.log, sink });
+  const slot = new UnitSlot(data.slot);
+  slot.startedAt = Date.now();
+  slot.state = 'starting';
+  survive(log);
+
+  let serving: Serving | null = null;
+  let stopping: Promise<void> | null = null;
+  const stop = (code: number): Promise<void> => {
+    stopping ??= (async () => {
+      slot.state = 'draining';
+      await serving?.stop();
+      slot.state = 'stopped';
+      // Let libzmq put the last zero-copy frames on the wire while this
+      // thread's memory still exists.
+      await new Promise((r) => setTimeout(r, LINGER_MS));
+      port.postMessage({ t: 'stopped', code } satisfies ToController);
+      port.close();
+    })();
+    return stopping;
+  };
+
+  // An app's process.exit() in a thread would end the thread with its
+  // receive pending and abort the process: stop cleanly instead, and
+  // unwind the caller the way exit() would (it never returns).
+  process.exit = ((code?: number) => {
+    log.warn({ code }, 'app called process.exit in a unit thread; stopping this unit');
+    void stop(typeof code === 'number' ? code : 0);
+    throw new Error('process.exit called by the app');
+  }) as typeof process.exit;
+
+  port.on('message', (msg: ToUnit) => {
+    if (msg.t === 'stop') void stop(0);
+  });
+
+  serving = await startUnit(config, log, {
+    onRequestStart: () => {
+      const oldest = serving?.unit.oldestRequest();
+      if (oldest && slot.oldestStartedAt !== oldest.startedAt) {
+        slot.setOldest(oldest.startedAt, `${oldest.method} ${oldest.url}`);
+      }
+      slot.setCounters(serving!.unit.counters, serving!.unit.inflight);
+    },
+    onResponse: (r) => {
+      slot.recordDuration(r.durationMs / 1000);
+      const oldest = serving?.unit.oldestRequest();
+      slot.setOldest(oldest?.startedAt ?? 0, oldest ? `${oldest.method} ${oldest.url}` : '');
+      slot.setCounters(serving!.unit.counters, serving!.unit.inflight);
+      if (config.accessLog) {
+        log.info(formatAccessLine({ ...r, path: r.url, unit: serving!.identity }), 'access');
+      }
+    },
+  }, LINGER_MS);
+  slot.state = 'ready';
+  port.postMessage({ t: 'ready', identity: serving.identity } satisfies ToController);
+  log.debug({ thread: threadId, index: data.index }, 'unit thread ready');
+}
+
+main().catch((err: unknown) => {
+  const line = JSON.stringify({
+    time: new Date().toISOString(), level: 50, pid: process.pid, thread: threadId,
+    component: 'unit', msg: 'unit failed to start',
+    err: { code: (err as { code?: string }).code, message: (err as Error).message },
+  });
+  parentPort?.postMessage({ t: 'log', line } satisfies ToController);
+  parentPort?.postMessage({ t: 'stopped', code: 1 } satisfies ToController);
+  parentPort?.close();
+});

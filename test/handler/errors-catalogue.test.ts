@@ -1,3 +1,4 @@
+import { NODE_ERROR_CODES } from '../../src/node/errors.ts';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -42,13 +43,13 @@ describe('error code catalogue', () => {
   });
 
   it('when the other codes are added then config and app-load codes stay distinct', () => {
-    const all = [...PROTOCOL_ERROR_CODES, 'M2F_CONFIG', APP_LOAD_ERROR];
+    const all = [...PROTOCOL_ERROR_CODES, ...NODE_ERROR_CODES, APP_LOAD_ERROR];
     assert.equal(APP_LOAD_ERROR, 'M2F_APP_LOAD');
     assert.equal(new Set(all).size, all.length);
   });
 
   it('when src/ names an M2F_ code then that code is in the catalogue', () => {
-    const known = new Set<string>([...PROTOCOL_ERROR_CODES, 'M2F_CONFIG', APP_LOAD_ERROR]);
+    const known = new Set<string>([...PROTOCOL_ERROR_CODES, ...NODE_ERROR_CODES, APP_LOAD_ERROR]);
     const unknown = codesInSource().filter((c) => !known.has(c.code));
     assert.deepEqual(unknown, []);
   });

@@ -1,0 +1,17 @@
+/**
+ * Error codes raised by the node side (CLI, config, master, stats, logs),
+ * beside the handler's protocol codes in src/handler/errors.ts. Every code
+ * is an M2FleetError `code`; the test keeps this list and src/ in step.
+ */
+export const NODE_ERROR_CODES = [
+  'M2F_CONFIG',
+  'M2F_CONFIG_FILE',
+  'M2F_LOG_ENDPOINT',
+  'M2F_STATS_PUBLIC',
+  'M2F_STATUS_BAD_REPLY',
+  'M2F_STATUS_UNREACHABLE',
+  'M2F_STATUS_URL',
+] as const;
+
+/** One of {@link NODE_ERROR_CODES}. */
+export type NodeErrorCode = (typeof NODE_ERROR_CODES)[number];

@@ -8,6 +8,7 @@
  * finish its requests, flush and close its sockets, wait out the linger,
  * then return. An app calling process.exit() is made to take that way too.
  */
+import cluster from 'node:cluster';
 import { parentPort, threadId, workerData } from 'node:worker_threads';
 import type { FleetConfig } from './config.js';
 import { formatAccessLine } from './access-log.js';
@@ -68,6 +69,14 @@ async function main(): Promise<void> {
     void stop(typeof code === 'number' ? code : 0);
     throw new Error('process.exit called by the app');
   }) as typeof process.exit;
+
+  // Apps that cluster themselves (`if (cluster.isPrimary) cluster.fork()`)
+  // must not multiply. m2fleet's processes are cluster workers, but Node
+  // only tells the main thread so; tell the unit threads too.
+  Object.assign(cluster, { isPrimary: false, isMaster: false, isWorker: true });
+  cluster.fork = (() => {
+    throw new Error('cluster.fork() inside m2fleet: use -p and --threads instead');
+  }) as typeof cluster.fork;
 
   port.on('message', (msg: ToUnit) => {
     if (msg.t === 'stop') void stop(0);

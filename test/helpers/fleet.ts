@@ -22,6 +22,8 @@ export interface FleetOptions {
   env?: Record<string, string | undefined>;
   /** How long to wait for the 'ready' record, in ms. Default 15000. */
   readyTimeoutMs?: number;
+  /** Wait for the 'ready' record on stderr (default true; false when logs go elsewhere). */
+  waitReady?: boolean;
   /** Script to run instead of dist/node/cli.js (for testing this helper). */
   cliPath?: string;
 }
@@ -80,6 +82,7 @@ export async function startFleet(args: string[], opts: FleetOptions = {}): Promi
   const fleet = wrapChild(child);
   const timeoutMs = opts.readyTimeoutMs ?? 15_000;
 
+  if (opts.waitReady === false) return fleet;
   try {
     await fleet.waitForLog((record) => record.msg === 'ready', timeoutMs);
     return fleet;

@@ -90,7 +90,7 @@ async function loadNow(spec: string, opts: LoadAppOptions): Promise<LoadedApp> {
   const capture = captureListen();
   try {
     const namespace = await importFile(file, spec);
-    const value = await pickExport(namespace, exportName, spec);
+    const { value } = await pickExport(namespace, exportName, spec);
     const hosted = await hostExport(value, hostOptions);
     if (hosted !== undefined) return hosted;
 
@@ -180,7 +180,9 @@ async function pickExport(namespace: unknown, exportName: string | undefined, sp
       throw loadError(`${spec}: export "${exportName}" not found; exports: ${found}`, spec);
     }
   }
-  return types.isPromise(value) ? await value : value;
+  // Boxed: an async function returning the bare value would adopt a
+  // thenable, and itty-router's `then` registers a route, never settling.
+  return { value: types.isPromise(value) ? await value : value };
 }
 
 function unwrapDefault(value: unknown): unknown {

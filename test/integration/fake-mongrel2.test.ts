@@ -125,6 +125,20 @@ describe('m2fleet behind a misbehaving fake Mongrel2', () => {
   before(async () => { rig = await startRig(); });
   after(async () => { await stopRig(rig); });
 
+  test('a WebSocket handshake is answered 501 and closed, not left hanging', async () => {
+    const id = freshId();
+    const from = rig.fake.all.length;
+    await rig.fake.send(rig.fake.httpRequest({
+      sender: 'fake-ws', connId: id, method: 'WEBSOCKET_HANDSHAKE', uri: '/ws',
+      headers: { upgrade: 'websocket', connection: 'Upgrade', 'sec-websocket-version': '13',
+        'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' },
+      body: 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=',
+    }));
+    const { responses, closed } = await rig.fake.responses(id, { from, untilClose: true });
+    assert.equal(responses[0]!.status, 501);
+    assert.equal(closed, true);
+  });
+
   test('a valid JSON and a valid tnetstring request are answered', async () => {
     for (const protocol of ['json', 'tnetstring'] as const) {
       const id = freshId();

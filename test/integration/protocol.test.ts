@@ -203,6 +203,36 @@ for (const route of ['json', 'tnet'] as const) {
       assert.match(r.data.toString('latin1'), /^HTTP\/1\.1 400 /);
     });
 
+    test('an unparsable Content-Length gives the app an empty body', async () => {
+      const conn = await RawConnection.connect(m2.httpPort);
+      try {
+        await conn.write(`POST ${p('echo')} HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n`);
+        const res = await conn.readResponse({ timeoutMs: 10_000 });
+        assert.equal(res.status, 200);
+        assert.equal(res.body.length, 0);
+      } finally {
+        conn.close();
+      }
+    });
+
+    test('a client that gives up mid-upload leaves no temp file and no harm', async () => {
+      const conn = await RawConnection.connect(m2.httpPort);
+      await conn.write(`POST ${p('echo')} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n`);
+      await conn.write(Buffer.alloc(300_000, 7));
+      await new Promise((r) => setTimeout(r, 200));
+      conn.close();
+      const seen = await probeJson(route, get(p('headers')));
+      assert.equal(seen.method, 'GET');
+      for (let i = 0; i < 50; i++) {
+        const left = readdirSync(m2.uploadDir).filter((f) => f.startsWith('upload.')
+          && f !== 'upload.SECRET');
+        if (left.length === 0) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.deepEqual(readdirSync(m2.uploadDir).filter((f) => f.startsWith('upload.')
+        && f !== 'upload.SECRET'), []);
+    });
+
     test('Expect: 100-continue gets exactly one 100 Continue', async () => {
       const conn = await RawConnection.connect(m2.httpPort);
       try {

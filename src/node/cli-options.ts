@@ -47,7 +47,26 @@ export function addServeOptions(program: Command): void {
       .choices(['error', 'warn', 'info', 'debug']))
     .addOption(new Option('--log-format <FORMAT>', 'json lines or pretty text (json)')
       .choices(['json', 'pretty']))
-    .option('--debug [COMPONENTS]', 'debug logging, for all or for handler,app,...');
+    .option('--debug [COMPONENTS]', 'debug logging, for all or for handler,app,...')
+    .option('--cluster <GROUP:PORT>', 'cluster mode: with --zeromq, announce this config '
+      + '(main); alone, adopt the main\'s (follower)')
+    .option('--cluster-name <NAME>', 'cluster name carried in every datagram (m2fleet)')
+    .option('--cluster-iface <ADDR|NAME>', 'multicast interface (required on multi-homed hosts)')
+    .option('--cluster-ttl <N>', 'multicast TTL (1: this link only)')
+    .option('--cluster-peers <HOST:PORT,...>', 'also send every datagram to these peers (unicast)',
+      collect)
+    .option('--cluster-no-multicast', 'unicast to --cluster-peers only')
+    .option('--cluster-key-file <FILE>', 'group keys, "ID BASE64" per line, mode 0600 '
+      + '(or M2FLEET_CLUSTER_KEY)')
+    .option('--cluster-sign-key <ID:FILE>', 'main, signed mode: Ed25519 private key (PEM)')
+    .option('--cluster-verify-key <ID:FILE>', 'follower, signed mode: the main\'s public key',
+      collect)
+    .option('--cluster-app-root <DIR>', 'adopted modules must lie here (/srv/m2fleet/apps)',
+      collect)
+    .option('--cluster-endpoint-host <HOST>', 'hosts adopted endpoints may name (any)', collect)
+    .option('--cluster-state-dir <DIR>', 'last-good config and node id '
+      + '(/var/lib/m2fleet/cluster)')
+    .option('--cluster-require-main', 'follower: wait for the main instead of last-good');
 }
 
 // Flag attribute (commander's camelCase) → config key, where they differ.

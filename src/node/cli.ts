@@ -8,13 +8,17 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { M2FleetError } from '../handler/errors.js';
 import { addServeOptions, flagsOf } from './cli-options.js';
-import { buildConfig, fromEnvironment, type FleetConfig } from './config.js';
+import {
+  buildConfig, clusterKeyFromEnvironment, fromEnvironment, type FleetConfig,
+} from './config.js';
 import { readConfigFile } from './config-file.js';
 import { createLogger } from './log.js';
 import { createSinks } from './log-sinks.js';
 import { startStatsServer } from './stats-server.js';
 import { fetchStatus, formatStatusTable } from './status-table.js';
-import { startMaster } from './supervisor.js';
+import { startMaster, type Master } from './supervisor.js';
+import { startClusterNode, type ClusterNode } from './cluster-node.js';
+import type { FleetSnapshot } from './snapshot.js';
 
 function fail(message: string): never {
   process.stderr.write(`m2fleet: ${message}\n`);
@@ -40,14 +44,31 @@ function signalMaster(pidfile: string, signal: NodeJS.Signals): void {
 async function runFleet(config: FleetConfig): Promise<void> {
   const sinks = createSinks(config);
   const log = createLogger({ ...config.log, sink: sinks.write }).child({ component: 'master' });
-  const master = startMaster(config, log, new URL('./worker-process.js', import.meta.url), () => {
-    void master.stop().then(async () => {
+  let master: Master | null = null;
+  let cluster: ClusterNode | null = null;
+  const exit = (code: number): void => {
+    void (cluster?.stop() ?? master?.stop() ?? Promise.resolve()).then(async () => {
+      await stats?.close();
       await sinks.close();
-      process.exit(1);
+      process.exit(code);
     });
-  });
+  };
+  const startFleet = async (fleetConfig: FleetConfig): Promise<Master> => {
+    const entry = new URL('./worker-process.js', import.meta.url);
+    master = startMaster(fleetConfig, log, entry, () => exit(1));
+    await master.ready;
+    log.info({
+      processes: fleetConfig.processes, threads: fleetConfig.threads,
+      units: fleetConfig.processes * fleetConfig.threads,
+    }, 'ready');
+    return master;
+  };
   const stats = config.stats === null ? null : await startStatsServer({
-    host: config.stats.host, port: config.stats.port, snapshot: () => master.snapshot(), log,
+    host: config.stats.host, port: config.stats.port, log,
+    snapshot: () => ({
+      ...(master?.snapshot() ?? emptySnapshot()),
+      ...(cluster ? { cluster: cluster.snapshot() } : {}),
+    }),
   }).catch((err: unknown) => {
     log.error({ err }, 'cannot start the stats server');
     return null;
@@ -58,21 +79,31 @@ async function runFleet(config: FleetConfig): Promise<void> {
       log.warn({ signal }, 'second signal; exiting now');
       process.exit(1);
     }
-    void master.stop().then(async () => {
-      await stats?.close();
-      await sinks.close();
-      process.exit(0);
-    });
+    exit(0);
   };
   process.on('SIGTERM', onStop);
   process.on('SIGINT', onStop);
-  process.on('SIGHUP', () => master.reload());
-  await master.ready;
-  log.info({
-    processes: config.processes, threads: config.threads,
-    units: config.processes * config.threads,
-    stats: stats ? `http://${stats.address.host}:${stats.address.port}/` : null,
-  }, 'ready');
+  process.on('SIGHUP', () => master?.reload());
+  if (config.cluster === null) {
+    await startFleet(config);
+    return;
+  }
+  try {
+    cluster = await startClusterNode(config, log, clusterKeyFromEnvironment(process.env),
+      startFleet);
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    log.error({ code, err: (err as Error).message }, 'cannot start cluster mode');
+    await (master as Master | null)?.stop();
+    process.exit(code === 'M2F_CLUSTER_KEY' ? 2 : 1);
+  }
+}
+
+function emptySnapshot(): FleetSnapshot {
+  return {
+    masterPid: process.pid, startedAt: Date.now(), desiredUnits: 0, processes: [],
+    restarts: {}, logDropped: 0,
+  };
 }
 
 function configFrom(program: Command): FleetConfig {

@@ -51,11 +51,43 @@ export interface FleetConfig {
   readonly logger: { readonly kind: 'stderr' } | { readonly kind: 'zeromq'; readonly endpoint: string };
   /** One info line per request (msg "access"). */
   readonly accessLog: boolean;
+  /** `--cluster GROUP:PORT` and its settings, or null outside cluster mode. */
+  readonly cluster: ClusterSettings | null;
   readonly log: {
     readonly level: LevelName;
     readonly format: 'json' | 'pretty';
     readonly debug: readonly string[];
   };
+}
+
+/**
+ * Cluster mode settings. They stay on this host: none of them is ever
+ * adopted from the network. Keys are named by file, never given inline.
+ */
+export interface ClusterSettings {
+  /** Main when this node has its own --zeromq, follower otherwise. */
+  readonly role: 'main' | 'follower';
+  /** Multicast group and port, e.g. 239.1.1.1:1717 or [ff15::1]:1717. */
+  readonly group: string;
+  readonly name: string;
+  /** Interface address or name for multicast; null: pick the only one. */
+  readonly iface: string | null;
+  readonly ttl: number;
+  readonly peers: readonly { readonly address: string; readonly port: number }[];
+  /** False: unicast to the peers only. */
+  readonly multicast: boolean;
+  /** Group keys (HMAC), `ID BASE64` per line; or M2FLEET_CLUSTER_KEY. */
+  readonly keyFile: string | null;
+  /** Main in signed mode: `ID:FILE` of its Ed25519 private key. */
+  readonly signKey: string | null;
+  /** Followers in signed mode: `ID:FILE` of the main's public keys. */
+  readonly verifyKeys: readonly string[];
+  /** Directories an adopted module must lie in. */
+  readonly appRoots: readonly string[];
+  /** Hosts adopted endpoints may name; empty: any (tcp:// only). */
+  readonly endpointHosts: readonly string[];
+  readonly stateDir: string;
+  readonly requireMain: boolean;
 }
 
 /** Raw values before validation: strings from flags or the environment. */
@@ -67,7 +99,10 @@ export const CONFIG_KEYS = [
   'defaultHost', 'maxInflight', 'receiveHighWaterMark', 'maxMessageSize', 'idleTimeout',
   'subscribeTimeout', 'mercy', 'flowControl', 'processes', 'threads', 'maxRequests',
   'reloadOnRss', 'harakiri', 'pidfile', 'stats', 'logger', 'accessLog', 'logLevel',
-  'logFormat', 'debug',
+  'logFormat', 'debug', 'cluster', 'clusterName', 'clusterIface', 'clusterTtl',
+  'clusterPeers', 'clusterNoMulticast', 'clusterKeyFile', 'clusterSignKey',
+  'clusterVerifyKey', 'clusterAppRoot', 'clusterEndpointHost', 'clusterStateDir',
+  'clusterRequireMain',
 ] as const;
 
 type FlatKeys = Record<(typeof CONFIG_KEYS)[number], unknown>;
@@ -97,6 +132,7 @@ export const ENVIRONMENT: Readonly<Record<string, keyof FlatKeys>> = {
   M2FLEET_LOGGER: 'logger',
   M2FLEET_STATS: 'stats',
   M2FLEET_PIDFILE: 'pidfile',
+  M2FLEET_CLUSTER: 'cluster',
   M2FLEET_LOG_LEVEL: 'logLevel',
   M2FLEET_LOG_FORMAT: 'logFormat',
   M2FLEET_DEBUG: 'debug',
@@ -176,6 +212,58 @@ function loggerOf(value: unknown): FleetConfig['logger'] {
   return Object.freeze({ kind: 'zeromq' as const, endpoint: m[1]! });
 }
 
+function clusterOf(raw: RawConfig, hasZeromq: boolean, cwd: string): ClusterSettings | null {
+  if (raw.cluster === undefined || raw.cluster === '') return null;
+  const group = String(raw.cluster).trim();
+  if (!/^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:%.\w-]+\]):\d{1,5}$/.test(group)) {
+    throw new ConfigError('cluster', raw.cluster, 'expected GROUP:PORT such as 239.1.1.1:1717');
+  }
+  const name = String(raw.clusterName ?? 'm2fleet');
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(name)) {
+    throw new ConfigError('clusterName', raw.clusterName, 'expected 1-64 of [A-Za-z0-9._-]');
+  }
+  const peers = list(raw.clusterPeers).map((p) => {
+    const hp = hostPort('clusterPeers', p);
+    return Object.freeze({ address: hp.host, port: hp.port });
+  });
+  const multicast = !bool('clusterNoMulticast', raw.clusterNoMulticast);
+  if (!multicast && peers.length === 0) {
+    throw new ConfigError('clusterPeers', raw.clusterPeers, 'needed when multicast is off');
+  }
+  const paths = (v: unknown): string[] => list(v).map((p) => path.resolve(cwd, p));
+  const roots = paths(raw.clusterAppRoot);
+  return Object.freeze({
+    role: hasZeromq ? 'main' as const : 'follower' as const,
+    group,
+    name,
+    iface: raw.clusterIface === undefined ? null : String(raw.clusterIface),
+    ttl: int('clusterTtl', raw.clusterTtl, 1, 0),
+    peers: Object.freeze(peers),
+    multicast,
+    keyFile: raw.clusterKeyFile === undefined ? null : path.resolve(cwd, String(raw.clusterKeyFile)),
+    signKey: raw.clusterSignKey === undefined ? null : String(raw.clusterSignKey),
+    verifyKeys: Object.freeze(list(raw.clusterVerifyKey)),
+    appRoots: Object.freeze(roots.length > 0 ? roots : ['/srv/m2fleet/apps']),
+    endpointHosts: Object.freeze(list(raw.clusterEndpointHost)),
+    stateDir: path.resolve(cwd, String(raw.clusterStateDir ?? '/var/lib/m2fleet/cluster')),
+    requireMain: bool('clusterRequireMain', raw.clusterRequireMain),
+  });
+}
+
+/** Turns `SEND,RECV` pair strings into endpoint specs (validated). */
+export function parseEndpointPairs(pairs: readonly string[]): EndpointSpec[] {
+  return parseSpecs([...pairs]);
+}
+
+/**
+ * The cluster group key from M2FLEET_CLUSTER_KEY. Kept out of the config
+ * object on purpose: the config is sent to worker processes and shown in
+ * /status; key material is handed to the cluster member alone.
+ */
+export function clusterKeyFromEnvironment(env: NodeJS.ProcessEnv): string | undefined {
+  return env['M2FLEET_CLUSTER_KEY'];
+}
+
 /** Reads the environment variables of {@link ENVIRONMENT}. */
 export function fromEnvironment(env: NodeJS.ProcessEnv): RawConfig {
   const out: RawConfig = {};
@@ -198,7 +286,8 @@ export function buildConfig(layers: readonly RawConfig[], cwd = process.cwd()): 
     }
   }
   const zeromq = parseSpecs(raw.zeromq);
-  if (zeromq.length === 0) {
+  const cluster = clusterOf(raw, zeromq.length > 0, cwd);
+  if (zeromq.length === 0 && cluster === null) {
     throw new ConfigError('zeromq', raw.zeromq, 'at least one SEND_SPEC,RECV_SPEC is needed');
   }
   const module = raw.module === undefined || raw.module === '' ? null : String(raw.module);
@@ -227,6 +316,7 @@ export function buildConfig(layers: readonly RawConfig[], cwd = process.cwd()): 
     stats: raw.stats === undefined || raw.stats === '' ? null : hostPort('stats', raw.stats),
     logger: loggerOf(raw.logger),
     accessLog: bool('accessLog', raw.accessLog),
+    cluster,
     log: Object.freeze({
       level: oneOf('logLevel', raw.logLevel, ['error', 'warn', 'info', 'debug'], 'info'),
       format: oneOf('logFormat', raw.logFormat, ['json', 'pretty'], 'json'),

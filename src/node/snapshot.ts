@@ -4,6 +4,8 @@
  * master over IPC.
  */
 
+import type { ClusterSnapshot } from '../cluster/member.js';
+
 /** Lifecycle of a unit (one Mongrel2 consumer in one thread). */
 export type UnitState = 'starting' | 'ready' | 'draining' | 'stopped';
 
@@ -56,4 +58,6 @@ export interface FleetSnapshot {
   restarts: Partial<Record<RestartReason, number>>;
   /** Log lines dropped because the ZeroMQ log collector was away. */
   logDropped: number;
+  /** Cluster mode: this member's view (absent outside cluster mode). */
+  cluster?: ClusterSnapshot;
 }

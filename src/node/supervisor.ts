@@ -40,13 +40,20 @@ export interface Master {
   /** Resolves once every unit of the first generation is ready. */
   ready: Promise<void>;
   reload(): void;
+  /**
+   * Rolls the fleet onto a new configuration (cluster mode): every process
+   * is replaced gracefully, and slots are added or retired to match the
+   * new process count.
+   */
+  reconfigure(next: FleetConfig): void;
   stop(): Promise<void>;
 }
 
 /** Starts the fleet; `entry` is the worker process script. */
 export function startMaster(
-  config: FleetConfig, log: Logger, entry: URL, onStartFailure: () => void,
+  initial: FleetConfig, log: Logger, entry: URL, onStartFailure: () => void,
 ): Master {
+  let config = initial;
   const slots: Slot[] = [];
   const restarts: Partial<Record<RestartReason, number>> = {};
   const startedAt = Date.now();
@@ -178,14 +185,17 @@ export function startMaster(
     return stopping;
   };
 
-  for (let i = 0; i < config.processes; i++) {
+  // A slot of the first start that fails stops the fleet; one added later
+  // (a bigger adopted config) is restarted like any crashed process.
+  const addSlot = (first: boolean): void => {
     const slot: Slot = {
-      index: i, state: 'starting', worker: null, successor: null,
-      generation: 0, backoffMs: 0, startedAt: Date.now(), snapshot: null, everReady: false,
+      index: slots.length, state: 'starting', worker: null, successor: null,
+      generation: 0, backoffMs: 0, startedAt: Date.now(), snapshot: null, everReady: !first,
     };
     slots.push(slot);
     slot.worker = fork(slot, null);
-  }
+  };
+  for (let i = 0; i < config.processes; i++) addSlot(true);
   if (config.pidfile) writeFileSync(config.pidfile, `${process.pid}\n`);
 
   return {
@@ -194,6 +204,22 @@ export function startMaster(
     reload: () => {
       log.info({}, 'reload: replacing every process');
       for (const slot of slots) replace(slot, 'reload');
+    },
+    reconfigure: (next) => {
+      config = next;
+      log.info({ processes: next.processes, threads: next.threads }, 'reconfigure: rolling');
+      while (slots.length > next.processes) {
+        const slot = slots.pop()!;
+        slot.state = 'stopped';
+        // Retired slots drain like replaced processes do.
+        for (const w of [slot.worker, slot.successor]) {
+          if (w?.isConnected()) w.send({ t: 'stop' } satisfies ToWorker);
+        }
+        slot.worker = null;
+        slot.successor = null;
+      }
+      for (const slot of slots) replace(slot, 'reload');
+      while (slots.length < next.processes) addSlot(false);
     },
     snapshot: () => ({
       masterPid: process.pid,

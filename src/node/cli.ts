@@ -15,7 +15,8 @@ import { readConfigFile } from './config-file.js';
 import { createLogger } from './log.js';
 import { createSinks } from './log-sinks.js';
 import { startStatsServer } from './stats-server.js';
-import { fetchStatus, formatStatusTable } from './status-table.js';
+import { fetchStatus, formatClusterTable, formatStatusTable } from './status-table.js';
+import { generateGroupKeyLine, generateSigningKeyPair } from '../cluster/keys.js';
 import { startMaster, type Master } from './supervisor.js';
 import { startClusterNode, type ClusterNode } from './cluster-node.js';
 import type { FleetSnapshot } from './snapshot.js';
@@ -159,7 +160,39 @@ export function createProgram(): Command {
         process.exit(1);
       }
     });
+  addClusterCommands(program);
   return program;
+}
+
+function addClusterCommands(program: Command): void {
+  const cluster = program.command('cluster').description('cluster mode tools').exitOverride();
+  cluster.command('status').description('list the cluster members this node knows')
+    .requiredOption('--stats <HOST:PORT>', 'the node\'s --stats address')
+    .option('--json', 'print JSON')
+    .exitOverride()
+    .action(async (o: { stats: string; json?: boolean }) => {
+      try {
+        const snap = await fetchStatus(`http://${o.stats}/status`);
+        if (!snap.cluster) throw new Error(`${o.stats} is not in cluster mode`);
+        process.stdout.write(o.json ? JSON.stringify(snap.cluster, null, 2) + '\n'
+          : formatClusterTable(snap.cluster));
+      } catch (err) {
+        process.stderr.write(`m2fleet: ${(err as Error).message}\n`);
+        process.exit(1);
+      }
+    });
+  cluster.command('keygen').description('print a new group key line (or an Ed25519 pair)')
+    .option('--id <N>', 'key id', '1')
+    .option('--sign', 'print an Ed25519 private and public key (PEM) instead')
+    .exitOverride()
+    .action((o: { id: string; sign?: boolean }) => {
+      if (o.sign) {
+        const pair = generateSigningKeyPair();
+        process.stdout.write(pair.privatePem + pair.publicPem);
+      } else {
+        process.stdout.write(generateGroupKeyLine(Number(o.id)) + '\n');
+      }
+    });
 }
 
 async function main(argv: string[]): Promise<void> {

@@ -136,6 +136,29 @@ function writeFleet(out: Exposition, s: FleetSnapshot, units: LabelledUnit[]): v
   out.sample('m2fleet_log_lines_dropped_total', {}, s.logDropped);
 }
 
+// Cluster mode: datagrams by kind and result, this node's version, and
+// the members it hears from by state.
+function writeCluster(out: Exposition, s: FleetSnapshot): void {
+  const c = s.cluster;
+  if (!c) return;
+  out.declare('m2fleet_cluster_received_total', 'counter',
+    'Cluster datagrams received, by kind and result (accepted or the refusal reason).');
+  for (const [key, n] of Object.entries(c.received)) {
+    const [kind, result] = key.split(':');
+    out.sample('m2fleet_cluster_received_total', { kind: kind!, result: result! }, n);
+  }
+  out.declare('m2fleet_cluster_sent_total', 'counter', 'Cluster datagrams sent, by kind.');
+  for (const [kind, n] of Object.entries(c.sent)) {
+    out.sample('m2fleet_cluster_sent_total', { kind }, n);
+  }
+  out.declare('m2fleet_cluster_config_version', 'gauge', 'Config version this node runs.');
+  out.sample('m2fleet_cluster_config_version', { role: c.role, state: c.state }, c.version);
+  out.declare('m2fleet_cluster_members', 'gauge', 'Members heard from, by state.');
+  const states = new Map<string, number>();
+  for (const m of c.members) states.set(m.state, (states.get(m.state) ?? 0) + 1);
+  for (const [state, n] of states) out.sample('m2fleet_cluster_members', { state }, n);
+}
+
 /**
  * Renders the snapshot as Prometheus text format 0.0.4. Per-unit metrics
  * carry the labels `pid`, `thread` and `unit` (the unit's identity);
@@ -160,5 +183,6 @@ export function renderPrometheus(s: FleetSnapshot): string {
     'Mongrel2 notices (disconnect, credits, other) per unit.',
     (u) => u.notices);
   writeFleet(out, s, units);
+  writeCluster(out, s);
   return out.toString();
 }

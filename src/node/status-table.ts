@@ -8,6 +8,7 @@
  */
 import { M2FleetError } from '../handler/errors.js';
 import { RESTART_REASONS } from './metrics.js';
+import type { ClusterSnapshot } from '../cluster/member.js';
 import type { FleetSnapshot, ProcessSnapshot, UnitSnapshot } from './snapshot.js';
 
 /** Default time {@link fetchStatus} waits for the master, in milliseconds. */
@@ -77,6 +78,30 @@ export function formatStatusTable(s: FleetSnapshot, now = Date.now()): string {
     .trimEnd());
   if (rows.length === 0) lines.push('(no units)');
   return [header(s, now), ...lines].join('\n') + '\n';
+}
+
+function align(table: string[][]): string[] {
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
+  return table.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
+}
+
+/**
+ * The cluster as one node sees it: a header with this node's role, state
+ * and version, then one row per member heard from.
+ */
+export function formatClusterTable(c: ClusterSnapshot, now = Date.now()): string {
+  const seen = c.mainLastSeen === null ? 'never' : `${formatUptime(now - c.mainLastSeen)} ago`;
+  const head = `cluster ${c.cluster}: this node ${c.nodeId.slice(0, 8)} is ${c.role}, `
+    + `${c.state}, version ${c.version}; main last seen ${seen}`
+    + (c.lastReject ? `; last refusal: ${c.lastReject}` : '');
+  const rows = [...c.members].sort((a, b) => a.host.localeCompare(b.host)).map((m) => [
+    m.nodeId.slice(0, 8), m.host, m.role, m.state, String(m.version),
+    `${m.unitsReady}/${m.unitsDesired}`, `${formatUptime(now - m.lastSeen)} ago`,
+  ]);
+  const table = [['node', 'host', 'role', 'state', 'version', 'units', 'last seen'], ...rows];
+  const lines = align(table);
+  if (rows.length === 0) lines.push('(no members heard from yet)');
+  return [head, ...lines].join('\n') + '\n';
 }
 
 function statusUrl(url: string): URL {

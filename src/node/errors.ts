@@ -1,9 +1,19 @@
 /**
- * Error codes raised by the node side (CLI, config, master, stats, logs),
- * beside the handler's protocol codes in src/handler/errors.ts. Every code
+ * Error codes raised by the node side (CLI, config, master, stats, logs)
+ * and by cluster mode, beside the handler's protocol codes in
+ * src/handler/errors.ts. Every code
  * is an M2FleetError `code`; the test keeps this list and src/ in step.
  */
 export const NODE_ERROR_CODES = [
+  'M2F_CLUSTER_BAD_GROUP',
+  'M2F_CLUSTER_BAD_TTL',
+  'M2F_CLUSTER_BIND',
+  'M2F_CLUSTER_ENVELOPE',
+  'M2F_CLUSTER_IFACE_AMBIGUOUS',
+  'M2F_CLUSTER_IFACE_NOT_FOUND',
+  'M2F_CLUSTER_KEY',
+  'M2F_CLUSTER_MEMBERSHIP',
+  'M2F_CLUSTER_OVERSIZE',
   'M2F_CONFIG',
   'M2F_CONFIG_FILE',
   'M2F_LOG_ENDPOINT',

@@ -129,4 +129,37 @@ describe('m2fleet command line', () => {
         assert.ok(!out.stderr.includes('    at '), 'a stack trace was printed');
       });
   });
+
+  describe('cluster mode', () => {
+    let state = '';
+    before(() => {
+      state = mkdtempSync(path.join(tmpdir(), 'm2fleet-cli-cluster-'));
+    });
+    after(() => {
+      rmSync(state, { recursive: true, force: true });
+    });
+
+    it('when a bare node has no cluster key then it exits 2 saying how to give one', async () => {
+      const out = await runCli(['--cluster', '239.1.2.3:1717', '--cluster-state-dir', state]);
+      assertExited(out);
+      assert.equal(out.code, 2);
+      assert.match(out.stderr, /M2F_CLUSTER_KEY/);
+      assert.match(out.stderr, /--cluster-key-file/);
+      assert.match(out.stderr, /M2FLEET_CLUSTER_KEY/);
+      assert.doesNotMatch(out.stderr, /process starting/);
+    });
+
+    it('when the group is not GROUP:PORT then it exits 2 naming the key', async () => {
+      const out = await runCli(['--cluster', 'everywhere']);
+      assertExited(out);
+      assert.equal(out.code, 2);
+      assert.match(out.stderr, /cluster: expected GROUP:PORT/);
+    });
+
+    it('when keygen runs then it prints a key line a node accepts', async () => {
+      const out = await runCli(['cluster', 'keygen', '--id', '7']);
+      assert.equal(out.code, 0);
+      assert.match(out.stdout.trim(), /^7 [A-Za-z0-9+/]{43}=$/);
+    });
+  });
 });

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares a Debian 12 machine with Node 20 to build and test m2fleet:
 # installs Mongrel2 (Debian package mongrel2-core: /usr/bin/mongrel2 and
-# /usr/bin/m2sh) and curl when missing, installs the npm dependencies, and
+# /usr/bin/m2sh), curl, iproute2 and nftables when missing, installs the
+# npm dependencies, and
 # builds dist/. Safe to run again: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -12,6 +13,10 @@ say() { printf 'setup: %s\n' "$*"; }
 missing=()
 [[ -x /usr/bin/mongrel2 && -x /usr/bin/m2sh ]] || missing+=(mongrel2-core)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# The cluster tests build their own hosts from network namespaces (ip) and
+# drop datagrams at random with nftables inside them.
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
 if ((${#missing[@]} > 0)); then
   sudo=()
   if [[ "$(id -u)" -ne 0 ]]; then
@@ -22,7 +27,7 @@ if ((${#missing[@]} > 0)); then
   "${sudo[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
 else
-  say "mongrel2-core and curl already installed"
+  say "mongrel2-core, curl, iproute2 and nftables already installed"
 fi
 say "$(/usr/bin/m2sh version 2>/dev/null | head -n 1 || echo 'm2sh present')"
 

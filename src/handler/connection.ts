@@ -184,6 +184,12 @@ export class Connection implements SocketPeer {
         return;
       }
       const size = Math.min(allowed, item.bytes - item.offset);
+      // Never an empty frame (that would close the connection), never a
+      // loop that makes no progress.
+      if (!(size > 0)) {
+        this.#waitForGate(now);
+        return;
+      }
       const body = item.offset === 0 && size === item.bytes
         ? item.chunks
         : sliceChunks(item.chunks, item.offset, size);

@@ -32,11 +32,13 @@ export class FlowGate {
   useCredits(initial: number): void {
     if (this.credited) return;
     this.credited = true;
-    this.#unacked = Math.max(0, DOWNLOAD_CREDITS - initial);
+    const start = Number.isSafeInteger(initial) ? initial : DOWNLOAD_CREDITS;
+    this.#unacked = Math.min(DOWNLOAD_CREDITS, Math.max(0, DOWNLOAD_CREDITS - start));
   }
 
   /** Bytes Mongrel2 reported written (a credits notice). */
   acknowledge(bytes: number): void {
+    if (!Number.isSafeInteger(bytes) || bytes <= 0) return;
     this.#unacked = Math.max(0, this.#unacked - bytes);
   }
 

@@ -275,10 +275,10 @@ export class HandlerUnit {
     // connections, so once flow control is known to be on it is assumed
     // for every connection, with the full credit (what went before was
     // answered in full).
-    const credits = headerString(msg.headers, 'DOWNLOAD_CREDITS');
+    const credits = creditsOf(msg);
     if (credits !== undefined && this.#flowControl !== 'off') {
       if (this.#flowControl === 'auto') this.#flowControl = 'on';
-      conn.flow.useCredits(Number(credits));
+      conn.flow.useCredits(credits);
     } else if (this.#flowControl === 'on') {
       conn.flow.useCredits(DOWNLOAD_CREDITS);
     }

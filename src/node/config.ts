@@ -161,9 +161,15 @@ function int(key: string, value: unknown, def: number, min: number): number {
   return n;
 }
 
+function capped(key: string, n: number, max: number): number {
+  if (n > max) throw new ConfigError(key, n, `expected at most ${max}`);
+  return n;
+}
+
 function duration(key: string, value: unknown, def: string): number {
   const raw = value === undefined ? def : value;
-  if (typeof raw === 'number' && raw >= 0) return raw;
+  // A bare number means seconds, from a flag, a file or the environment.
+  if (typeof raw === 'number' && raw >= 0 && Number.isFinite(raw)) return raw * 1000;
   const text = String(raw).trim();
   const n = /^\d+$/.test(text) ? Number(text) * 1000
     : text === '' ? NaN : ms(text as ms.StringValue);
@@ -306,8 +312,8 @@ export function buildConfig(layers: readonly RawConfig[], cwd = process.cwd()): 
     subscribeTimeoutMs: duration('subscribeTimeout', raw.subscribeTimeout, '2s'),
     mercyMs: duration('mercy', raw.mercy, '30s'),
     flowControl: oneOf('flowControl', raw.flowControl, ['auto', 'on', 'off'], 'auto'),
-    processes: int('processes', raw.processes, 1, 1),
-    threads: int('threads', raw.threads, 1, 1),
+    processes: capped('processes', int('processes', raw.processes, 1, 1), 1024),
+    threads: capped('threads', int('threads', raw.threads, 1, 1), 256),
     maxRequests: int('maxRequests', raw.maxRequests, 0, 0),
     reloadOnRssMb: int('reloadOnRss', raw.reloadOnRss, 0, 0),
     harakiriMs: raw.harakiri === undefined ? 0 : duration('harakiri', raw.harakiri, '0'),

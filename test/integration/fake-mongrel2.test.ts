@@ -139,6 +139,13 @@ describe('m2fleet behind a misbehaving fake Mongrel2', () => {
     assert.equal(closed, true);
   });
 
+  test('a DOWNLOAD_CREDITS that is not a number is ignored; the response still arrives', async () => {
+    const { response } = await get(rig, 'fake-credits', '/headers', { DOWNLOAD_CREDITS: 'abc' });
+    assert.equal(response.status, 200);
+    const again = await get(rig, 'fake-credits', '/headers');
+    assert.equal(again.response.status, 200);
+  });
+
   test('a valid JSON and a valid tnetstring request are answered', async () => {
     for (const protocol of ['json', 'tnetstring'] as const) {
       const id = freshId();

@@ -212,6 +212,17 @@ describe('buildConfig refuses bad values naming key and value', () => {
 });
 
 describe('buildConfig accepts good values', () => {
+  it('when a config file gives durations as numbers then they are seconds, as on flags', () => {
+    const c = buildConfig([{ ...BASE, mercy: 30, harakiri: 60 }]);
+    assert.equal(c.mercyMs, 30_000);
+    assert.equal(c.harakiriMs, 60_000);
+  });
+
+  it('when processes or threads are absurd then a ConfigError names the cap', () => {
+    refused([BASE, { processes: '100000' }], 'processes', 'at most 1024');
+    refused([BASE, { threads: '5000' }], 'threads', 'at most 256');
+  });
+
   it('when durations use units or bare seconds then they become milliseconds', () => {
     const c = buildConfig([{ ...BASE, idleTimeout: '2m', subscribeTimeout: '500ms', mercy: '7' }]);
     assert.equal(c.idleTimeoutMs, 120_000);

@@ -18,8 +18,8 @@ export interface ConnectionOwner {
   sendFrame(frame: Buffer, done?: (err?: Error | null) => void): void;
   /** The connection is finished; forget it. */
   release(conn: Connection): void;
-  /** A request of this connection has completed (or was abandoned). */
-  requestDone(count: number): void;
+  /** The stream ended with `count` requests unanswered. */
+  requestDone(count: number, conn: Connection): void;
 }
 
 type Done = (err?: Error | null) => void;
@@ -60,6 +60,8 @@ export class Connection implements SocketPeer {
   socket: Mongrel2Socket | null = null;
   /** Requests handed to Node and not yet answered. */
   pending = 0;
+  /** Of those, requests the app has not started on yet. */
+  unstarted = 0;
   /** The client went away (disconnect notice): send nothing more. */
   peerGone = false;
   /** The close frame is queued: the connection is over for Mongrel2. */
@@ -121,7 +123,7 @@ export class Connection implements SocketPeer {
     if (this.socket === socket) this.socket = null;
     const abandoned = this.pending;
     this.pending = 0;
-    if (abandoned > 0) this.#owner.requestDone(abandoned);
+    this.#owner.requestDone(abandoned, this);
     if (socket.quiet || this.peerGone) return;
     // The app (or Node, after a parse error) destroyed the stream: close
     // the client's connection after whatever was already queued.

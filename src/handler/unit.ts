@@ -63,6 +63,17 @@ export interface CompletedRequest extends ActiveRequest {
 /** See {@link UnitOptions.flowControl}. */
 export type FlowControl = 'auto' | 'on' | 'off';
 
+/** A message held back while the unit is at its in-flight cap. */
+interface Deferred {
+  endpoint: Endpoint;
+  key: string;
+  msg: Mongrel2Message;
+  kind: 'http' | 'upload-chunk';
+}
+
+/** Deferred messages beyond which the unit stops reading. */
+const DEFER_LIMIT = 1024;
+
 /** Counters a unit keeps; read by logs and metrics. */
 export interface UnitCounters {
   requests: number;
@@ -97,7 +108,13 @@ export class HandlerUnit {
   readonly #log: Logger;
   readonly #endpoints: Endpoint[];
   readonly #conns = new Map<string, Connection>();
+  /** Requests the app is working on (from 'request' until it ends them). */
   #inflight = 0;
+  /** Requests handed to Node that the app has not seen yet. */
+  #unstarted = 0;
+  #deferred: Deferred[] = [];
+  /** Deferred messages per connection key (order within a connection). */
+  readonly #deferredKeys = new Map<string, number>();
   #capacityWaiters: (() => void)[] = [];
   #loops: Promise<void>[] = [];
   #sweeper: NodeJS.Timeout | null = null;
@@ -153,17 +170,20 @@ export class HandlerUnit {
     this.#stopping = true;
     const deadline = Date.now() + graceMs;
     const quietBy = Date.now() + graceMs / 2;
-    while (Date.now() < quietBy
-      && (this.#inflight > 0 || Date.now() - this.#lastReceived < quietMs)) {
+    while (Date.now() < quietBy && (this.#inflight > 0 || this.#deferred.length > 0
+      || Date.now() - this.#lastReceived < quietMs)) {
       await new Promise((r) => setTimeout(r, 10));
     }
     for (const e of this.#endpoints) e.stopPulling();
     this.#wakeCapacity();
-    while (this.#inflight > 0 && Date.now() < deadline) {
+    const busy = (): boolean => this.#inflight > 0 || this.#deferred.length > 0
+      || [...this.#conns.values()].some((c) => c.pending > 0 && !c.peerGone);
+    while (busy() && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 20));
     }
-    if (this.#inflight > 0) {
-      this.#log.warn({ inflight: this.#inflight }, 'stop: requests still running; abandoning');
+    if (busy()) {
+      this.#log.warn({ inflight: this.#inflight, deferred: this.#deferred.length },
+        'stop: requests still running; abandoning');
     }
     if (this.#sweeper) clearInterval(this.#sweeper);
     await Promise.all(this.#loops);
@@ -172,7 +192,11 @@ export class HandlerUnit {
 
   async #receiveLoop(endpoint: Endpoint, index: number): Promise<void> {
     for (;;) {
-      if (this.#inflight >= this.#options.maxInflight && !endpoint.pull.closed) {
+      // At the in-flight cap the unit still reads: the notices and upload
+      // pieces that let its requests finish come on this same socket.
+      // New requests wait in order in #deferred; only a very long backlog
+      // stops the reading (and lets Mongrel2's queue fill instead).
+      if (this.#deferred.length >= DEFER_LIMIT && !endpoint.pull.closed) {
         await new Promise<void>((r) => { this.#capacityWaiters.push(r); });
         continue;
       }
@@ -216,12 +240,24 @@ export class HandlerUnit {
       this.#log.debug({ kind, connId: msg.connId, path: msg.path, bytes: msg.body.length,
         stream: headerString(msg.headers, 'UPLOAD_STREAM') }, 'message');
     }
+    // Order matters within a connection only: a message waits if an
+    // earlier one of its connection waits, and a new request waits at the
+    // cap; the pieces of uploads already running always go through.
+    if ((kind === 'http' || kind === 'upload-chunk')
+      && (this.#deferredKeys.has(key) || (kind === 'http' && this.#atCap()))) {
+      this.#deferred.push({ endpoint, key, msg, kind });
+      this.#deferredKeys.set(key, (this.#deferredKeys.get(key) ?? 0) + 1);
+      return;
+    }
     switch (kind) {
       case 'http':
         this.#onRequest(endpoint, key, msg);
         return;
       case 'notice-disconnect':
         this.counters.notices++;
+        if (this.#deferredKeys.delete(key)) {
+          this.#deferred = this.#deferred.filter((d) => d.key !== key);
+        }
         this.#conns.get(key)?.disconnect();
         return;
       case 'notice-credits':
@@ -389,7 +425,8 @@ export class HandlerUnit {
     if (fresh) this.#options.server.emit('connection', socket);
     this.counters.requests++;
     conn.pending++;
-    this.#inflight++;
+    conn.unstarted++;
+    this.#unstarted++;
     socket.feed(head);
     socket.feed(body);
   }
@@ -406,13 +443,26 @@ export class HandlerUnit {
       startedAt: Date.now(), method: req.method ?? '', url: req.url ?? '', connId: conn.connId,
     };
     this.#active.add(active);
+    if (conn.unstarted > 0) {
+      conn.unstarted--;
+      this.#unstarted--;
+    }
+    this.#inflight++;
     this.#options.onRequestStart?.(active);
-    res.once('close', () => {
+    // The app's work ends when it ends the response; what follows is
+    // transport (credits, a slow client) and must not hold the cap.
+    let appDone = false;
+    const done = (): void => {
+      if (appDone) return;
+      appDone = true;
       this.#active.delete(active);
-      if (conn.pending > 0) {
-        conn.pending--;
-        this.#requestDone(1);
-      }
+      this.#inflight--;
+      this.#drainDeferred();
+    };
+    res.once('prefinish', done);
+    res.once('close', () => {
+      done();
+      if (conn.pending > 0) conn.pending--;
       this.#options.onResponse?.({
         ...active,
         status: res.statusCode,
@@ -429,9 +479,29 @@ export class HandlerUnit {
     return undefined;
   }
 
-  #requestDone(count: number): void {
-    this.#inflight = Math.max(0, this.#inflight - count);
-    if (this.#inflight < this.#options.maxInflight) this.#wakeCapacity();
+  // A connection ended with requests Node never handed to the app (a parse
+  // error, a disconnect): they no longer count against the cap.
+  #connectionGone(conn: Connection): void {
+    this.#unstarted -= conn.unstarted;
+    conn.unstarted = 0;
+    this.#drainDeferred();
+  }
+
+  #atCap(): boolean {
+    return this.#inflight + this.#unstarted >= this.#options.maxInflight;
+  }
+
+  // Hands deferred messages on, in arrival order, while there is room.
+  #drainDeferred(): void {
+    while (this.#deferred.length > 0 && (!this.#atCap() || this.#deferred[0]!.kind !== 'http')) {
+      const d = this.#deferred.shift()!;
+      const left = (this.#deferredKeys.get(d.key) ?? 1) - 1;
+      if (left > 0) this.#deferredKeys.set(d.key, left);
+      else this.#deferredKeys.delete(d.key);
+      if (d.kind === 'http') this.#onRequest(d.endpoint, d.key, d.msg);
+      else this.#onUploadChunk(d.key, d.msg);
+    }
+    if (this.#deferred.length < DEFER_LIMIT) this.#wakeCapacity();
   }
 
   #wakeCapacity(): void {
@@ -447,7 +517,7 @@ export class HandlerUnit {
       release: (conn) => {
         if (this.#conns.get(conn.key) === conn) this.#conns.delete(conn.key);
       },
-      requestDone: (count) => this.#requestDone(count),
+      requestDone: (_count, conn) => this.#connectionGone(conn),
     };
   }
 

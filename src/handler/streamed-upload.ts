@@ -9,6 +9,8 @@ import { Readable } from 'node:stream';
 
 /** Bytes granted ahead of what the app has read. */
 export const UPLOAD_WINDOW = 64 * 1024;
+/** Out-of-order bytes held at most (pieces only come against credits). */
+const EARLY_LIMIT = 4 * UPLOAD_WINDOW;
 
 /** The body stream fed by UPLOAD_STREAM messages. */
 export class StreamedUpload extends Readable {
@@ -17,6 +19,8 @@ export class StreamedUpload extends Readable {
   #received = 0;
   #granted = 0;
   #finished = false;
+  readonly #early = new Map<number, { piece: Buffer; last: boolean }>();
+  #earlyBytes = 0;
 
   /**
    * @param grant sends a ctl credits message for `bytes` more.
@@ -28,18 +32,45 @@ export class StreamedUpload extends Readable {
     this.#chunked = chunked;
   }
 
+  /** True once the last piece has been added (in order). */
+  get complete(): boolean {
+    return this.#finished;
+  }
+
   /** Bytes received so far (the offset the next piece must carry). */
   get received(): number {
     return this.#received;
   }
 
   /**
-   * Adds the piece at `offset`. Returns false, adding nothing, when the
-   * offset is not the next byte expected or the body already ended; the
-   * caller then refuses the request.
+   * Adds the piece at `offset`; a piece ahead of its turn is held until the
+   * gap fills. Returns false, adding nothing, for a piece behind the ones
+   * received, a repeat, too much held, or a body already ended; the caller
+   * then refuses the request.
    */
   add(offset: number, piece: Buffer, last: boolean): boolean {
-    if (this.#finished || offset !== this.#received) return false;
+    if (this.#finished || offset < this.#received) return false;
+    if (offset > this.#received) return this.#stash(offset, piece, last);
+    this.#apply(piece, last);
+    // Pieces relayed by a sibling unit can arrive after later ones.
+    for (let next; (next = this.#early.get(this.#received)) !== undefined;) {
+      this.#early.delete(this.#received);
+      this.#earlyBytes -= next.piece.length;
+      this.#apply(next.piece, next.last);
+    }
+    return true;
+  }
+
+  // Holds a piece that came before its turn, within a bound.
+  #stash(offset: number, piece: Buffer, last: boolean): boolean {
+    if (this.#early.has(offset) || this.#earlyBytes + piece.length > EARLY_LIMIT) return false;
+    this.#early.set(offset, { piece: Buffer.from(piece), last });
+    this.#earlyBytes += piece.length;
+    return true;
+  }
+
+  #apply(piece: Buffer, last: boolean): void {
+    if (this.#finished) return;
     this.#received += piece.length;
     if (piece.length > 0) {
       if (this.#chunked) this.push(`${piece.length.toString(16)}\r\n`);
@@ -53,7 +84,6 @@ export class StreamedUpload extends Readable {
     } else {
       this.#topUp();
     }
-    return true;
   }
 
   override _read(): void {

@@ -40,6 +40,13 @@ export interface UnitOptions extends Omit<EndpointOptions, 'identity'> {
   onRequestStart?: (request: ActiveRequest) => void;
   /** Called when a response ends (access log, metrics, max-requests). */
   onResponse?: (request: CompletedRequest) => void;
+  /**
+   * Called with a notice or upload piece for a connection this unit does
+   * not hold; the fleet passes it to every sibling's deliverRelayed().
+   */
+  onRelay?: (endpointIndex: number, frame: Buffer) => void;
+  /** Called once when `auto` flow control learns that it is on. */
+  onFlowControl?: () => void;
 }
 
 /** A request the app is working on. */
@@ -218,7 +225,7 @@ export class HandlerUnit {
     }
   }
 
-  #onFrame(endpoint: Endpoint, index: number, frame: Buffer): void {
+  #onFrame(endpoint: Endpoint, index: number, frame: Buffer, relayed = false): void {
     let msg: Mongrel2Message;
     const max = this.#options.maxMessageSize;
     if (max >= 0 && frame.length > max) {
@@ -239,6 +246,15 @@ export class HandlerUnit {
     if (this.#log.isDebug()) {
       this.#log.debug({ kind, connId: msg.connId, path: msg.path, bytes: msg.body.length,
         stream: headerString(msg.headers, 'UPLOAD_STREAM') }, 'message');
+    }
+    // Mongrel2 deals notices and upload pieces round-robin like requests,
+    // so they often reach a unit that does not hold the connection. Hand
+    // those to the sibling units (once; a relayed message is never relayed
+    // again) so that the owner's credits and streams keep moving.
+    if ((kind === 'notice-credits' || kind === 'notice-disconnect' || kind === 'upload-chunk')
+      && !this.#conns.has(key) && !this.#deferredKeys.has(key)) {
+      if (!relayed) this.#options.onRelay?.(index, frame);
+      if (kind !== 'notice-disconnect') return;
     }
     // Order matters within a connection only: a message waits if an
     // earlier one of its connection waits, and a new request waits at the
@@ -313,7 +329,10 @@ export class HandlerUnit {
     // answered in full).
     const credits = creditsOf(msg);
     if (credits !== undefined && this.#flowControl !== 'off') {
-      if (this.#flowControl === 'auto') this.#flowControl = 'on';
+      if (this.#flowControl === 'auto') {
+        this.#flowControl = 'on';
+        this.#options.onFlowControl?.();
+      }
       conn.flow.useCredits(credits);
     } else if (this.#flowControl === 'on') {
       conn.flow.useCredits(DOWNLOAD_CREDITS);
@@ -395,7 +414,7 @@ export class HandlerUnit {
       conn.refuse(BAD_REQUEST);
       return;
     }
-    if (last) conn.upload = null;
+    if (body.complete) conn.upload = null;
   }
 
   #dispatch(
@@ -471,6 +490,21 @@ export class HandlerUnit {
         completed: res.writableFinished,
       });
     });
+  }
+
+  /**
+   * A notice or upload piece another unit received for a connection it
+   * does not hold (see UnitOptions.onRelay); handled only if this unit
+   * holds that connection.
+   */
+  deliverRelayed(index: number, frame: Buffer): void {
+    const endpoint = this.#endpoints[index];
+    if (endpoint && !endpoint.pull.closed) this.#onFrame(endpoint, index, frame, true);
+  }
+
+  /** Another unit learned that Mongrel2 runs download.flow_control. */
+  assumeFlowControl(): void {
+    if (this.#flowControl === 'auto') this.#flowControl = 'on';
   }
 
   /** The request in flight that started first, if any (for harakiri). */

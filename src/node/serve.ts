@@ -22,6 +22,8 @@ export interface Serving {
 export interface UnitHooks {
   onRequestStart?: (request: ActiveRequest) => void;
   onResponse?: (request: CompletedRequest) => void;
+  onRelay?: (endpointIndex: number, frame: Buffer) => void;
+  onFlowControl?: () => void;
 }
 
 async function appServer(config: FleetConfig, log: Logger): Promise<{

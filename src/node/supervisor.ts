@@ -84,6 +84,14 @@ export function startMaster(
 
   const onMessage = (slot: Slot, worker: Worker, msg: ToMaster): void => {
     switch (msg.t) {
+      case 'relay':
+      case 'flow-on':
+        for (const s of slots) {
+          for (const w of [s.worker, s.successor]) {
+            if (w && w !== worker && w.isConnected()) w.send(msg satisfies ToWorker);
+          }
+        }
+        return;
       case 'ready':
         onReady(slot, worker, msg.units);
         return;

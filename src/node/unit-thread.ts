@@ -28,8 +28,14 @@ export interface UnitThreadData {
 export type ToController =
   | { t: 'ready'; identity: string }
   | { t: 'log'; line: string }
-  | { t: 'stopped'; code: number };
-export type ToUnit = { t: 'stop' };
+  | { t: 'stopped'; code: number }
+  | Relay;
+export type ToUnit = { t: 'stop' } | Relay;
+/**
+ * A notice or upload piece for a connection another unit holds, or the
+ * news that Mongrel2 runs download.flow_control; passed to every unit.
+ */
+export type Relay = { t: 'relay'; index: number; frame: Uint8Array } | { t: 'flow-on' };
 
 /** PUB linger, and how long a thread waits after closing before it ends. */
 const LINGER_MS = 500;
@@ -80,6 +86,10 @@ async function main(): Promise<void> {
 
   port.on('message', (msg: ToUnit) => {
     if (msg.t === 'stop') void stop(0);
+    else if (msg.t === 'relay') {
+      serving?.unit.deliverRelayed(msg.index,
+        Buffer.from(msg.frame.buffer, msg.frame.byteOffset, msg.frame.byteLength));
+    } else if (msg.t === 'flow-on') serving?.unit.assumeFlowControl();
   });
 
   serving = await startUnit(config, log, {
@@ -90,6 +100,10 @@ async function main(): Promise<void> {
       }
       slot.setCounters(serving!.unit.counters, serving!.unit.inflight);
     },
+    onRelay: (index, frame) => {
+      port.postMessage({ t: 'relay', index, frame } satisfies ToController);
+    },
+    onFlowControl: () => port.postMessage({ t: 'flow-on' } satisfies ToController),
     onResponse: (r) => {
       slot.recordDuration(r.durationMs / 1000);
       const oldest = serving?.unit.oldestRequest();

@@ -10,17 +10,30 @@ import { createLogger } from './log.js';
 import { createSinks } from './log-sinks.js';
 import type { ProcessSnapshot } from './snapshot.js';
 import { createSlotBuffer, UnitSlot } from './unit-slot.js';
-import type { ToController, ToUnit, UnitThreadData } from './unit-thread.js';
+import type { Relay, ToController, ToUnit, UnitThreadData } from './unit-thread.js';
 
 /** Messages from a worker process to the master. */
 export type ToMaster =
+  | WireRelay
   | { t: 'ready'; units: string[] }
   | { t: 'snapshot'; snapshot: ProcessSnapshot }
   | { t: 'recycle'; reason: 'max-requests' | 'reload-on-rss' }
   | { t: 'harakiri'; unit: string; request: string; seconds: number }
   | { t: 'log-dropped'; count: number };
 /** Messages from the master to a worker process. */
-export type ToWorker = { t: 'stop' };
+export type ToWorker = { t: 'stop' } | WireRelay;
+/** A unit relay crossing processes (IPC carries text, hence base64). */
+export type WireRelay = { t: 'relay'; index: number; frame: string } | { t: 'flow-on' };
+
+function toWire(r: Relay): WireRelay {
+  return r.t === 'relay'
+    ? { t: 'relay', index: r.index, frame: Buffer.from(r.frame).toString('base64') }
+    : r;
+}
+
+function fromWire(r: WireRelay): Relay {
+  return r.t === 'relay' ? { t: 'relay', index: r.index, frame: Buffer.from(r.frame, 'base64') } : r;
+}
 
 interface UnitHandle {
   worker: Worker;
@@ -69,6 +82,11 @@ async function main(): Promise<void> {
     };
     worker.on('message', (msg: ToController) => {
       if (msg.t === 'log') sinks.write(msg.line);
+      else if (msg.t === 'relay' || msg.t === 'flow-on') {
+        // To this process's other units, and through the master to the rest.
+        for (const u of units) if (u.worker !== worker) u.worker.postMessage(msg);
+        if (config.processes > 1) send(toWire(msg));
+      }
       else if (msg.t === 'ready') {
         handle.identity = msg.identity;
         resolve(handle);
@@ -87,6 +105,10 @@ async function main(): Promise<void> {
 
   process.on('message', (msg: ToWorker) => {
     if (msg.t === 'stop') void stopAll(0);
+    else {
+      const relay = fromWire(msg);
+      for (const u of units) u.worker.postMessage(relay satisfies ToUnit);
+    }
   });
   // The master coordinates stops; a terminal's Ctrl-C reaches the whole
   // process group, so workers ignore it and wait for the master's word.

@@ -87,11 +87,30 @@ test('a slow reader holds the credits back to about one window', async () => {
   body.destroy();
 });
 
-test('a piece at the wrong offset is refused and adds nothing', () => {
+test('a piece behind the bytes received is refused and adds nothing', () => {
   const body = new StreamedUpload(() => undefined, false);
   assert.equal(body.add(0, Buffer.alloc(10), false), true);
-  assert.equal(body.add(50, Buffer.alloc(10), false), false);
+  assert.equal(body.add(5, Buffer.alloc(10), false), false);
   assert.equal(body.received, 10);
   assert.equal(body.add(10, Buffer.alloc(5), true), true);
   assert.equal(body.add(15, Buffer.alloc(5), false), false);
+});
+
+test('pieces that arrive out of order (relayed by a sibling) are put back in order', async () => {
+  const body = new StreamedUpload(() => undefined, false);
+  assert.equal(body.add(0, Buffer.from('ab'), false), true);
+  assert.equal(body.add(4, Buffer.from('ef'), true), true);
+  assert.equal(body.received, 2);
+  assert.equal(body.add(2, Buffer.from('cd'), false), true);
+  assert.equal(body.received, 6);
+  const chunks: Buffer[] = [];
+  for await (const c of body) chunks.push(c as Buffer);
+  assert.equal(Buffer.concat(chunks).toString(), 'abcdef');
+});
+
+test('a piece far ahead beyond the hold limit is refused', () => {
+  const body = new StreamedUpload(() => undefined, false);
+  assert.equal(body.add(100, Buffer.alloc(200 * 1024), false), true);
+  assert.equal(body.add(300_000, Buffer.alloc(100 * 1024), false), false);
+  body.destroy();
 });

@@ -343,14 +343,16 @@ describe('m2fleet behind a misbehaving fake Mongrel2', () => {
     for await (const r of rig.fake.replies({ connId: id, from })) if (r.extended) return;
   }
 
-  test('an upload piece at a wrong offset, or for no stream, is skipped with a warning', async () => {
+  test('a repeated upload piece is refused with a warning; one for no stream harms nothing', async () => {
     const id = freshId();
     await startStream(id, 10_000);
     const before = warnCount(rig.fleet);
     await rig.fake.send(buildUploadPiece('fake-upload', id, '/echo', 0, Buffer.alloc(100, 1), false));
-    await rig.fake.send(buildUploadPiece('fake-upload', id, '/echo', 5000, Buffer.alloc(100, 2), false));
+    // Behind the bytes received: can never fit (a piece ahead would wait).
+    await rig.fake.send(buildUploadPiece('fake-upload', id, '/echo', 0, Buffer.alloc(100, 2), false));
+    // No unit here holds this stream: it is offered to sibling units.
     await rig.fake.send(buildUploadPiece('fake-upload', freshId(), '/echo', 0, Buffer.alloc(10), true));
-    assert.ok(await waitForWarns(rig.fleet, before + 2) >= before + 2);
+    assert.ok(await waitForWarns(rig.fleet, before + 1) >= before + 1);
 
     const { response } = await get(rig, 'fake-upload', '/headers');
     assert.equal(response.status, 200);
@@ -363,7 +365,7 @@ describe('m2fleet behind a misbehaving fake Mongrel2', () => {
     await startStream(id, 10_000);
     const from = rig.fake.all.length;
     await rig.fake.send(buildUploadPiece('fake-upload', id, '/echo', 0, Buffer.alloc(100, 1), false));
-    await rig.fake.send(buildUploadPiece('fake-upload', id, '/echo', 5000, Buffer.alloc(100, 2), false));
+    await rig.fake.send(buildUploadPiece('fake-upload', id, '/echo', 50, Buffer.alloc(100, 2), false));
     const frames: Reply[] = [];
     for await (const r of rig.fake.replies({ connId: id, from, timeoutMs: 3000 })) {
       frames.push(r);

@@ -1,0 +1,52 @@
+// Download credits and streamed uploads with several units. Mongrel2 deals
+// credits notices and upload pieces round-robin like requests, so most of
+// them reach a unit that does not hold the connection; the units relay
+// them to each other (threads through their process, processes through
+// the master) or every stream would stall at the first 100 KiB.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { REPO_ROOT, startFleet, type FleetProcess } from '../helpers/fleet.ts';
+import { startMongrel2, type Mongrel2Instance } from '../helpers/mongrel2.ts';
+
+const PROBE = join(REPO_ROOT, 'test/fixtures/probe-app.mjs');
+let m2: Mongrel2Instance;
+let fleet: FleetProcess;
+
+before(async () => {
+  m2 = await startMongrel2({ flowControl: 1, uploadStream: 1 });
+  fleet = await startFleet(['--zeromq', `${m2.handlers.json.sendSpec},${m2.handlers.json.recvSpec}`,
+    '--module', PROBE, '--mongrel2-chroot', m2.dir, '-p', '2', '--threads', '2',
+    '--mercy', '3s'], { readyTimeoutMs: 30_000 });
+});
+after(async () => {
+  await fleet?.stop();
+  await m2?.stop();
+});
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+test('eight 1 MB downloads on fresh connections all complete with -p 2 --threads 2', async () => {
+  const { patternBytes } = await import(PROBE);
+  for (let i = 0; i < 8; i++) {
+    const res = await fetch(`http://127.0.0.1:${m2.httpPort}/json/download?mb=1`, {
+      headers: { connection: 'close' }, signal: AbortSignal.timeout(20_000),
+    });
+    const got = Buffer.from(await res.arrayBuffer());
+    assert.equal(got.length, 1024 * 1024, `download ${i}`);
+    assert.equal(sha(got), sha(patternBytes(got.length)));
+  }
+});
+
+test('four streamed 1 MB uploads all echo byte for byte with -p 2 --threads 2', async () => {
+  for (let i = 0; i < 4; i++) {
+    const body = Buffer.alloc(1024 * 1024);
+    for (let j = 0; j < body.length; j++) body[j] = (j * 13 + i) & 0xff;
+    const res = await fetch(`http://127.0.0.1:${m2.httpPort}/json/echo`, {
+      method: 'POST', body, headers: { connection: 'close' }, signal: AbortSignal.timeout(20_000),
+    });
+    const got = Buffer.from(await res.arrayBuffer());
+    assert.equal(sha(got), sha(body), `upload ${i}`);
+  }
+});

@@ -3,11 +3,14 @@
  * endpoint, turns each request into bytes on an in-memory connection of the
  * app's http.Server, and turns what Node writes back into reply frames.
  */
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Connection, type ConnectionOwner } from './connection.js';
 import { DOWNLOAD_CREDITS } from './flow-gate.js';
-import { Endpoint, type EndpointOptions, type EndpointSpec } from './endpoint.js';
+import { Endpoint } from './endpoint.js';
+import type {
+  ActiveRequest, FlowControl, UnitCounters, UnitOptions,
+} from './unit-options.js';
 import { M2FleetError } from './errors.js';
 import { classifyMessage, creditsOf, headerString, parseMessage } from './message.js';
 import { Mongrel2Socket } from './mongrel2-socket.js';
@@ -15,60 +18,11 @@ import { encodeCtl } from './reply.js';
 import { BadRequestHead, buildRequestHead } from './request-head.js';
 import { StreamedUpload } from './streamed-upload.js';
 import type { Logger, Mongrel2Message } from './types.js';
-import { discardUpload, openUpload, UploadRefused, type UploadOptions } from './upload.js';
+import { discardUpload, openUpload, UploadRefused } from './upload.js';
 
-/** Options of a unit; `server` is the app, never bound to a port. */
-export interface UnitOptions extends Omit<EndpointOptions, 'identity'> {
-  endpoints: readonly EndpointSpec[];
-  server: Server;
-  log: Logger;
-  /** The unit's identity (a UUID), set on its sockets and logged. */
-  identity: string;
-  /** Requests in flight before the unit stops pulling more. */
-  maxInflight: number;
-  /** Host header added to requests that carry none (HTTP/1.0). */
-  defaultHost: string;
-  upload: UploadOptions;
-  /** An idle keep-alive connection's state is dropped after this long. */
-  idleTimeoutMs: number;
-  /**
-   * Mongrel2's download.flow_control: `on` or `off` as configured there, or
-   * `auto` to learn it from the first DOWNLOAD_CREDITS header.
-   */
-  flowControl: FlowControl;
-  /** Called when the app starts on a request. */
-  onRequestStart?: (request: ActiveRequest) => void;
-  /** Called when a response ends (access log, metrics, max-requests). */
-  onResponse?: (request: CompletedRequest) => void;
-  /**
-   * Called with a notice or upload piece for a connection this unit does
-   * not hold; the fleet passes it to every sibling's deliverRelayed().
-   */
-  onRelay?: (endpointIndex: number, frame: Buffer) => void;
-  /** Called once when `auto` flow control learns that it is on. */
-  onFlowControl?: () => void;
-}
-
-/** A request the app is working on. */
-export interface ActiveRequest {
-  readonly startedAt: number;
-  readonly method: string;
-  readonly url: string;
-  readonly connId: string;
-}
-
-/** A finished (or aborted) request, as reported to `onResponse`. */
-export interface CompletedRequest extends ActiveRequest {
-  readonly status: number;
-  /** Response bytes, head included. */
-  readonly bytes: number;
-  readonly durationMs: number;
-  /** False when the response was cut short (client gone, app destroyed it). */
-  readonly completed: boolean;
-}
-
-/** See {@link UnitOptions.flowControl}. */
-export type FlowControl = 'auto' | 'on' | 'off';
+export type {
+  ActiveRequest, CompletedRequest, FlowControl, UnitCounters, UnitOptions,
+} from './unit-options.js';
 
 /** A message held back while the unit is at its in-flight cap. */
 interface Deferred {
@@ -80,14 +34,6 @@ interface Deferred {
 
 /** Deferred messages beyond which the unit stops reading. */
 const DEFER_LIMIT = 1024;
-
-/** Counters a unit keeps; read by logs and metrics. */
-export interface UnitCounters {
-  requests: number;
-  malformed: number;
-  refused: number;
-  notices: number;
-}
 
 const BAD_REQUEST =
   'HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\n'

@@ -1,0 +1,68 @@
+/**
+ * The options and reporting shapes of a handler unit (see unit.ts).
+ */
+import type { Server } from 'node:http';
+import type { EndpointOptions, EndpointSpec } from './endpoint.js';
+import type { Logger } from './types.js';
+import type { UploadOptions } from './upload.js';
+
+/** Options of a unit; `server` is the app, never bound to a port. */
+export interface UnitOptions extends Omit<EndpointOptions, 'identity'> {
+  endpoints: readonly EndpointSpec[];
+  server: Server;
+  log: Logger;
+  /** The unit's identity (a UUID), set on its sockets and logged. */
+  identity: string;
+  /** Requests in flight before the unit stops pulling more. */
+  maxInflight: number;
+  /** Host header added to requests that carry none (HTTP/1.0). */
+  defaultHost: string;
+  upload: UploadOptions;
+  /** An idle keep-alive connection's state is dropped after this long. */
+  idleTimeoutMs: number;
+  /**
+   * Mongrel2's download.flow_control: `on` or `off` as configured there, or
+   * `auto` to learn it from the first DOWNLOAD_CREDITS header.
+   */
+  flowControl: FlowControl;
+  /** Called when the app starts on a request. */
+  onRequestStart?: (request: ActiveRequest) => void;
+  /** Called when a response ends (access log, metrics, max-requests). */
+  onResponse?: (request: CompletedRequest) => void;
+  /**
+   * Called with a notice or upload piece for a connection this unit does
+   * not hold; the fleet passes it to every sibling's deliverRelayed().
+   */
+  onRelay?: (endpointIndex: number, frame: Buffer) => void;
+  /** Called once when `auto` flow control learns that it is on. */
+  onFlowControl?: () => void;
+}
+
+/** A request the app is working on. */
+export interface ActiveRequest {
+  readonly startedAt: number;
+  readonly method: string;
+  readonly url: string;
+  readonly connId: string;
+}
+
+/** A finished (or aborted) request, as reported to `onResponse`. */
+export interface CompletedRequest extends ActiveRequest {
+  readonly status: number;
+  /** Response bytes, head included. */
+  readonly bytes: number;
+  readonly durationMs: number;
+  /** False when the response was cut short (client gone, app destroyed it). */
+  readonly completed: boolean;
+}
+
+/** See {@link UnitOptions.flowControl}. */
+export type FlowControl = 'auto' | 'on' | 'off';
+
+/** Counters a unit keeps; read by logs and metrics. */
+export interface UnitCounters {
+  requests: number;
+  malformed: number;
+  refused: number;
+  notices: number;
+}

@@ -41,6 +41,9 @@ const BAD_REQUEST =
 const TOO_LARGE =
   'HTTP/1.1 413 Payload Too Large\r\ncontent-type: text/plain\r\n'
   + 'content-length: 18\r\nconnection: close\r\n\r\npayload too large\n';
+const NOT_ALLOWED =
+  'HTTP/1.1 405 Method Not Allowed\r\ncontent-type: text/plain\r\n'
+  + 'content-length: 19\r\nconnection: close\r\n\r\nmethod not allowed\n';
 const NOT_IMPLEMENTED =
   'HTTP/1.1 501 Not Implemented\r\ncontent-type: text/plain\r\n'
   + 'content-length: 16\r\nconnection: close\r\n\r\nnot implemented\n';
@@ -85,6 +88,13 @@ export class HandlerUnit {
       ...options, identity: options.identity,
     }, options.log));
     options.server.prependListener('request', (req, res) => this.#track(req, res));
+    // Node drops a CONNECT that no listener wants without a word; answer
+    // it, unless the app listens for it itself. (Not 'upgrade': a listener
+    // there would turn every Upgrade header into an upgrade.)
+    options.server.on('connect', (_req: IncomingMessage, socket: Mongrel2Socket) => {
+      if (options.server.listenerCount('connect') > 1) return;
+      socket.end(NOT_ALLOWED);
+    });
   }
 
   /** Requests handed to the app and not yet answered. */

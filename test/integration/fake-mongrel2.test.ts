@@ -146,6 +146,17 @@ describe('m2fleet behind a misbehaving fake Mongrel2', () => {
     assert.equal(again.response.status, 200);
   });
 
+  test('a CONNECT request is answered 405 and closed', async () => {
+    const id = freshId();
+    const from = rig.fake.all.length;
+    await rig.fake.send(rig.fake.httpRequest({
+      sender: 'fake-connect', connId: id, method: 'CONNECT', uri: 'example.test:443',
+    }));
+    const { responses, closed } = await rig.fake.responses(id, { from, untilClose: true });
+    assert.equal(responses[0]!.status, 405);
+    assert.equal(closed, true);
+  });
+
   test('a valid JSON and a valid tnetstring request are answered', async () => {
     for (const protocol of ['json', 'tnetstring'] as const) {
       const id = freshId();

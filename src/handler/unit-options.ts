@@ -44,6 +44,10 @@ export interface ActiveRequest {
   readonly method: string;
   readonly url: string;
   readonly connId: string;
+  /** Index of the endpoint (--zeromq pair) the request came in on. */
+  readonly endpoint: number;
+  /** Wire: the request's sender token. */
+  readonly sender: string;
 }
 
 /** A finished (or aborted) request, as reported to `onResponse`. */

@@ -14,7 +14,7 @@ import type {
 import { M2FleetError } from './errors.js';
 import { classifyMessage, creditsOf, headerString, parseMessage } from './message.js';
 import { Mongrel2Socket } from './mongrel2-socket.js';
-import { encodeCtl } from './reply.js';
+import { encodeClose, encodeCtl, encodeReply } from './reply.js';
 import { BadRequestHead, buildRequestHead } from './request-head.js';
 import { StreamedUpload } from './streamed-upload.js';
 import type { Logger, Mongrel2Message } from './types.js';
@@ -41,6 +41,9 @@ const BAD_REQUEST =
 const TOO_LARGE =
   'HTTP/1.1 413 Payload Too Large\r\ncontent-type: text/plain\r\n'
   + 'content-length: 18\r\nconnection: close\r\n\r\npayload too large\n';
+const GATEWAY_TIMEOUT =
+  'HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n'
+  + 'content-length: 26\r\nconnection: close\r\n\r\nrequest handler timed out\n';
 const NOT_ALLOWED =
   'HTTP/1.1 405 Method Not Allowed\r\ncontent-type: text/plain\r\n'
   + 'content-length: 19\r\nconnection: close\r\n\r\nmethod not allowed\n';
@@ -416,6 +419,7 @@ export class HandlerUnit {
     const before = socket.written;
     const active: ActiveRequest = {
       startedAt: Date.now(), method: req.method ?? '', url: req.url ?? '', connId: conn.connId,
+      endpoint: Number(conn.key.slice(0, conn.key.indexOf(' '))), sender: conn.sender,
     };
     this.#active.add(active);
     if (conn.unstarted > 0) {
@@ -456,6 +460,23 @@ export class HandlerUnit {
   deliverRelayed(index: number, frame: Buffer): void {
     const endpoint = this.#endpoints[index];
     if (endpoint && !endpoint.pull.closed) this.#onFrame(endpoint, index, frame, true);
+  }
+
+  /**
+   * Answers a request that another unit can no longer answer (its process
+   * was killed by harakiri): a 503, then the connection is closed. Any
+   * unit connected to the same Mongrel2 can reply to any of its
+   * connections.
+   */
+  answerFor(index: number, sender: string, connId: string): void {
+    const endpoint = this.#endpoints[index];
+    if (!endpoint || endpoint.pub.closed) return;
+    try {
+      endpoint.replies.enqueue(encodeReply(sender, [connId], Buffer.from(GATEWAY_TIMEOUT)));
+      endpoint.replies.enqueue(encodeClose(sender, [connId]));
+    } catch {
+      // A sender or id that does not fit the grammar is never sent.
+    }
   }
 
   /** Another unit learned that Mongrel2 runs download.flow_control. */

@@ -10,7 +10,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import type { Logger } from '../handler/types.js';
 import type { FleetConfig } from './config.js';
 import type { FleetSnapshot, ProcessSnapshot, RestartReason } from './snapshot.js';
-import type { ToMaster, ToWorker } from './worker-process.js';
+import type { AnswerTarget, ToMaster, ToWorker } from './worker-process.js';
 
 /** Lifecycle of one process slot. */
 type SlotState = 'starting' | 'ready' | 'backoff' | 'stopped';
@@ -105,10 +105,22 @@ export function startMaster(
         count('harakiri');
         log.error({ slot: slot.index, workerPid: worker.process.pid, unit: msg.unit,
           request: msg.request, seconds: Math.round(msg.seconds) }, 'harakiri');
+        // The stuck request's client gets a 503 from another process (or
+        // from the replacement, once it is ready) instead of waiting.
+        answers.push(msg.answer);
+        deliverAnswers(worker);
         return;
       case 'log-dropped':
         logDropped += msg.count;
     }
+  };
+
+  const answers: AnswerTarget[] = [];
+  const deliverAnswers = (dying?: Worker): void => {
+    const live = slots.map((s) => s.worker).find((w) => w && w !== dying && w.isConnected()
+      && slots.some((s) => s.worker === w && s.state === 'ready'));
+    if (!live) return;
+    for (const a of answers.splice(0)) live.send({ t: 'answer', ...a } satisfies ToWorker);
   };
 
   const onReady = (slot: Slot, worker: Worker, units: string[]): void => {
@@ -125,6 +137,7 @@ export function startMaster(
     slot.state = 'ready';
     slot.everReady = true;
     slot.startedAt = Date.now();
+    deliverAnswers();
     if (slots.every((s) => s.state === 'ready')) {
       announceReady();
     }

@@ -10,6 +10,7 @@
  */
 import cluster from 'node:cluster';
 import { parentPort, threadId, workerData } from 'node:worker_threads';
+import type { ActiveRequest } from '../handler/index.js';
 import type { FleetConfig } from './config.js';
 import { formatAccessLine } from './access-log.js';
 import { createLogger } from './log.js';
@@ -30,7 +31,27 @@ export type ToController =
   | { t: 'log'; line: string }
   | { t: 'stopped'; code: number }
   | Relay;
-export type ToUnit = { t: 'stop' } | Relay;
+export type ToUnit = { t: 'stop' } | Relay | Answer;
+/** Reply 503 for a request a killed unit was stuck on. */
+export type Answer = { t: 'answer'; index: number; sender: string; connId: string };
+
+/**
+ * The oldest request as the controller reads it from shared memory:
+ * endpoint index, sender and connection id (to answer it if the unit is
+ * killed), then "METHOD url" (to log it). Tab-separated.
+ */
+export function describe(r: ActiveRequest): string {
+  return `${r.endpoint}\t${r.sender}\t${r.connId}\t${r.method} ${r.url}`;
+}
+
+/** Splits what {@link describe} wrote. */
+export function parseDescription(text: string): { answer: Omit<Answer, 't'>; request: string } {
+  const [index, sender, connId, ...rest] = text.split('\t');
+  return {
+    answer: { index: Number(index), sender: sender ?? '', connId: connId ?? '' },
+    request: rest.join('\t'),
+  };
+}
 /**
  * A notice or upload piece for a connection another unit holds, or the
  * news that Mongrel2 runs download.flow_control; passed to every unit.
@@ -90,13 +111,14 @@ async function main(): Promise<void> {
       serving?.unit.deliverRelayed(msg.index,
         Buffer.from(msg.frame.buffer, msg.frame.byteOffset, msg.frame.byteLength));
     } else if (msg.t === 'flow-on') serving?.unit.assumeFlowControl();
+    else if (msg.t === 'answer') serving?.unit.answerFor(msg.index, msg.sender, msg.connId);
   });
 
   serving = await startUnit(config, log, {
     onRequestStart: () => {
       const oldest = serving?.unit.oldestRequest();
       if (oldest && slot.oldestStartedAt !== oldest.startedAt) {
-        slot.setOldest(oldest.startedAt, `${oldest.method} ${oldest.url}`);
+        slot.setOldest(oldest.startedAt, describe(oldest));
       }
       slot.setCounters(serving!.unit.counters, serving!.unit.inflight);
     },
@@ -107,7 +129,7 @@ async function main(): Promise<void> {
     onResponse: (r) => {
       slot.recordDuration(r.durationMs / 1000);
       const oldest = serving?.unit.oldestRequest();
-      slot.setOldest(oldest?.startedAt ?? 0, oldest ? `${oldest.method} ${oldest.url}` : '');
+      slot.setOldest(oldest?.startedAt ?? 0, oldest ? describe(oldest) : '');
       slot.setCounters(serving!.unit.counters, serving!.unit.inflight);
       if (config.accessLog) {
         log.info(formatAccessLine({ ...r, path: r.url, unit: serving!.identity }), 'access');

@@ -10,7 +10,9 @@ import { createLogger } from './log.js';
 import { createSinks } from './log-sinks.js';
 import type { ProcessSnapshot } from './snapshot.js';
 import { createSlotBuffer, UnitSlot } from './unit-slot.js';
-import type { Relay, ToController, ToUnit, UnitThreadData } from './unit-thread.js';
+import {
+  parseDescription, type Answer, type Relay, type ToController, type ToUnit, type UnitThreadData,
+} from './unit-thread.js';
 
 /** Messages from a worker process to the master. */
 export type ToMaster =
@@ -18,10 +20,12 @@ export type ToMaster =
   | { t: 'ready'; units: string[] }
   | { t: 'snapshot'; snapshot: ProcessSnapshot }
   | { t: 'recycle'; reason: 'max-requests' | 'reload-on-rss' }
-  | { t: 'harakiri'; unit: string; request: string; seconds: number }
+  | { t: 'harakiri'; unit: string; request: string; seconds: number; answer: AnswerTarget }
   | { t: 'log-dropped'; count: number };
 /** Messages from the master to a worker process. */
-export type ToWorker = { t: 'stop' } | WireRelay;
+export type ToWorker = { t: 'stop' } | WireRelay | ({ t: 'answer' } & AnswerTarget);
+/** Which request to answer 503 for: endpoint index, sender, connection id. */
+export type AnswerTarget = Omit<Answer, 't'>;
 /** A unit relay crossing processes (IPC carries text, hence base64). */
 export type WireRelay = { t: 'relay'; index: number; frame: string } | { t: 'flow-on' };
 
@@ -105,6 +109,7 @@ async function main(): Promise<void> {
 
   process.on('message', (msg: ToWorker) => {
     if (msg.t === 'stop') void stopAll(0);
+    else if (msg.t === 'answer') units[0]?.worker.postMessage(msg satisfies ToUnit);
     else {
       const relay = fromWire(msg);
       for (const u of units) u.worker.postMessage(relay satisfies ToUnit);
@@ -143,10 +148,10 @@ async function main(): Promise<void> {
       const oldest = u.slot.oldestStartedAt;
       const seconds = oldest > 0 ? (Date.now() - oldest) / 1000 : 0;
       if (config.harakiriMs > 0 && oldest > 0 && Date.now() - oldest > config.harakiriMs) {
-        const request = u.slot.oldestDescription;
+        const { request, answer } = parseDescription(u.slot.oldestDescription);
         log.error({ unit: u.identity, request, seconds: Math.round(seconds) },
           'harakiri: unit stuck on one request; replacing the process');
-        send({ t: 'harakiri', unit: u.identity, request, seconds });
+        send({ t: 'harakiri', unit: u.identity, request, seconds, answer });
         // The stuck thread cannot close its sockets, and exiting with its
         // receive pending would abort: end the process outright.
         setTimeout(() => process.kill(process.pid, 'SIGKILL'), 100);

@@ -12,6 +12,11 @@ export interface EndpointSpec {
   readonly sendSpec: string;
   /** Mongrel2's recv_spec: it SUBscribes there; we connect a PUB. */
   readonly recvSpec: string;
+  /**
+   * Where the PULL binds instead of connecting to sendSpec: the fleet's
+   * master holds the Mongrel2-facing PULL and forwards to this address.
+   */
+  readonly pullSpec?: string;
 }
 
 /** ZeroMQ tuning for one endpoint. */
@@ -34,6 +39,8 @@ export class Endpoint {
   readonly pull: Pull;
   readonly pub: XPublisher;
   readonly replies: ReplySender;
+  /** The master sent its last message to this endpoint (see inbox.ts). */
+  drained = false;
   readonly #log: Logger;
   #subscribed: Promise<boolean>;
 
@@ -73,7 +80,8 @@ export class Endpoint {
         'no subscription from mongrel2 yet; pulling anyway',
       );
     }
-    this.pull.connect(this.spec.sendSpec);
+    if (this.spec.pullSpec) await this.pull.bind(this.spec.pullSpec);
+    else this.pull.connect(this.spec.sendSpec);
   }
 
   // Resolves true on the first subscription and keeps reading the later

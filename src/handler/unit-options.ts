@@ -25,6 +25,8 @@ export interface UnitOptions extends Omit<EndpointOptions, 'identity'> {
    * `auto` to learn it from the first DOWNLOAD_CREDITS header.
    */
   flowControl: FlowControl;
+  /** Units in the whole fleet (processes × threads); 1 when alone. */
+  units: number;
   /** Called when the app starts on a request. */
   onRequestStart?: (request: ActiveRequest) => void;
   /** Called when a response ends (access log, metrics, max-requests). */

@@ -32,6 +32,9 @@ interface Deferred {
   kind: 'http' | 'upload-chunk';
 }
 
+/** The master's last message to a unit it stops feeding (inbox.ts). */
+const DRAIN_MARKER = Buffer.from('m2fleet:drained');
+
 /** Deferred messages beyond which the unit stops reading. */
 const DEFER_LIMIT = 1024;
 
@@ -136,8 +139,13 @@ export class HandlerUnit {
     this.#stopping = true;
     const deadline = Date.now() + graceMs;
     const quietBy = Date.now() + graceMs / 2;
-    while (Date.now() < quietBy && (this.#inflight > 0 || this.#deferred.length > 0
-      || Date.now() - this.#lastReceived < quietMs)) {
+    // Fed by the master (inbox.ts): read up to its drain marker, which
+    // comes after the last message meant for this unit.
+    const fed = this.#endpoints.every((e) => e.spec.pullSpec);
+    while (Date.now() < quietBy && (fed
+      ? this.#endpoints.some((e) => !e.drained)
+      : this.#inflight > 0 || this.#deferred.length > 0
+        || Date.now() - this.#lastReceived < quietMs)) {
       await new Promise((r) => setTimeout(r, 10));
     }
     for (const e of this.#endpoints) e.stopPulling();
@@ -175,6 +183,11 @@ export class HandlerUnit {
         continue;
       }
       this.#lastReceived = Date.now();
+      if (endpoint.spec.pullSpec && frames.length === 1 && frames[0]!.equals(DRAIN_MARKER)) {
+        endpoint.drained = true;
+        endpoint.stopPulling();
+        return;
+      }
       if (frames.length !== 1) {
         this.counters.malformed++;
         this.#log.warn({ parts: frames.length }, 'malformed message: multi-part; skipped');
@@ -415,6 +428,14 @@ export class HandlerUnit {
     const socket = req.socket;
     if (!(socket instanceof Mongrel2Socket)) return;
     const conn = socket.peer as Connection;
+    // Known shortcoming: with download credits and several units, a later
+    // request on the same Mongrel2 connection may reach another unit, and
+    // Mongrel2's credits notices carry no hint of whose bytes they count,
+    // so the two units' accounting would drift until Mongrel2 cuts the
+    // client off or a response stalls. Each credited connection is
+    // therefore closed after its response when the fleet has more than
+    // one unit (as uWSGI's plugin does for every connection).
+    if (conn.flow.credited && this.#options.units > 1) res.shouldKeepAlive = false;
     const started = performance.now();
     const before = socket.written;
     const active: ActiveRequest = {
@@ -458,8 +479,10 @@ export class HandlerUnit {
    * holds that connection.
    */
   deliverRelayed(index: number, frame: Buffer): void {
+    // A draining unit no longer pulls but still finishes its responses,
+    // and those need their credits.
     const endpoint = this.#endpoints[index];
-    if (endpoint && !endpoint.pull.closed) this.#onFrame(endpoint, index, frame, true);
+    if (endpoint && !endpoint.pub.closed) this.#onFrame(endpoint, index, frame, true);
   }
 
   /**

@@ -57,6 +57,8 @@ export async function startUnit(
     upload: { chroot: config.mongrel2Chroot, dir: config.uploadDir },
     idleTimeoutMs: config.idleTimeoutMs,
     flowControl: config.flowControl,
+    // In cluster mode other hosts' units share the connections too.
+    units: config.cluster === null ? config.processes * config.threads : Number.MAX_SAFE_INTEGER,
     receiveHighWaterMark: config.receiveHighWaterMark,
     maxMessageSize: config.maxMessageSize,
     subscribeTimeoutMs: config.subscribeTimeoutMs,

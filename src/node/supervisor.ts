@@ -9,6 +9,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { rmSync, writeFileSync } from 'node:fs';
 import type { Logger } from '../handler/types.js';
 import type { FleetConfig } from './config.js';
+import { Inbox } from './inbox.js';
 import type { FleetSnapshot, ProcessSnapshot, RestartReason } from './snapshot.js';
 import type { AnswerTarget, ToMaster, ToWorker } from './worker-process.js';
 
@@ -26,6 +27,9 @@ interface Slot {
   startedAt: number;
   /** The slot has served at least once (later exits are crashes). */
   everReady: boolean;
+  /** Generation whose inbox addresses the slot's current process binds. */
+  addressGeneration: number;
+  inboxes: string[][];
   snapshot: ProcessSnapshot | null;
 }
 
@@ -68,16 +72,38 @@ export function startMaster(
     restarts[reason] = (restarts[reason] ?? 0) + 1;
   };
 
+  const inbox = new Inbox(log.child({ component: 'inbox' }));
+  const draining = new Set<Worker>();
+  const generations = new WeakMap<Worker, { generation: number; threads: number }>();
+  const sendSpecs = (): string[] => config.zeromq.map((e) => e.sendSpec);
+
   const fork = (slot: Slot, reason: RestartReason | null): Worker => {
     slot.generation++;
+    // A crashed process's replacement binds the same addresses, so the
+    // messages the master had queued for the dead one reach it instead;
+    // a replacement that overlaps a live process (reload) gets new ones.
+    if (reason !== 'crash' || slot.addressGeneration === 0) {
+      slot.addressGeneration = slot.generation;
+      slot.inboxes = inbox.open(slot.index, slot.generation, config.threads, sendSpecs());
+    }
+    const inboxes = slot.inboxes;
     const worker = cluster.fork({
       M2FLEET_WORKER_CONFIG: JSON.stringify(config),
+      M2FLEET_INBOXES: JSON.stringify(inboxes),
       M2FLEET_SLOT: String(slot.index),
       M2FLEET_GENERATION: String(slot.generation),
     });
+    generations.set(worker, { generation: slot.addressGeneration, threads: config.threads });
     const pid = worker.process.pid;
     log.info({ slot: slot.index, workerPid: pid, generation: slot.generation, reason }, 'process starting');
     worker.on('message', (msg: ToMaster) => onMessage(slot, worker, msg));
+    // A send to a process that is just exiting fails with EPIPE; that is
+    // an expected race, not a reason for the master to die.
+    const onError = (err: Error): void => {
+      log.debug({ workerPid: worker.process.pid, err: err.message }, 'ipc error');
+    };
+    worker.on('error', onError);
+    worker.process.on('error', onError);
     worker.once('exit', (code, signal) => onExit(slot, worker, code, signal));
     return worker;
   };
@@ -86,10 +112,9 @@ export function startMaster(
     switch (msg.t) {
       case 'relay':
       case 'flow-on':
-        for (const s of slots) {
-          for (const w of [s.worker, s.successor]) {
-            if (w && w !== worker && w.isConnected()) w.send(msg satisfies ToWorker);
-          }
+        // Draining processes too: their last responses still need credits.
+        for (const w of [...slots.flatMap((s) => [s.worker, s.successor]), ...draining]) {
+          if (w && w !== worker && w.isConnected()) w.send(msg satisfies ToWorker);
         }
         return;
       case 'ready':
@@ -125,13 +150,24 @@ export function startMaster(
 
   const onReady = (slot: Slot, worker: Worker, units: string[]): void => {
     log.info({ slot: slot.index, workerPid: worker.process.pid, units }, 'process ready');
+    // From now on this process gets the slot's requests; the lanes send the
+    // previous one a drain marker after its last message.
+    const gen = generations.get(worker);
+    if (gen && (worker === slot.worker || worker === slot.successor)) {
+      inbox.activate(slot.index, gen.generation, gen.threads, sendSpecs());
+      void inbox.drain(slot.index, gen.threads);
+    }
     if (worker === slot.successor) {
       const old = slot.worker;
       slot.worker = worker;
       slot.successor = null;
       slot.snapshot = null;
       // The new process serves; the old one stops taking work and drains.
-      if (old && old.isConnected()) old.send({ t: 'stop' } satisfies ToWorker);
+      if (old && old.isConnected()) {
+        draining.add(old);
+        old.once('exit', () => draining.delete(old));
+        old.send({ t: 'stop' } satisfies ToWorker);
+      }
     }
     if (worker !== slot.worker) return;
     slot.state = 'ready';
@@ -145,8 +181,16 @@ export function startMaster(
 
   const onExit = (slot: Slot, worker: Worker, code: number | null, signal: string | null): void => {
     const pid = worker.process.pid;
+    const gen = generations.get(worker);
+    // Addresses a live or coming process still uses are kept.
+    if (gen && gen.generation !== slot.addressGeneration) inbox.release(slot.index, gen.generation);
     if (worker === slot.successor) {
       slot.successor = null;
+      const current = slot.worker ? generations.get(slot.worker) : undefined;
+      if (current) {
+        inbox.release(slot.index, slot.addressGeneration);
+        slot.addressGeneration = current.generation;
+      }
       log.error({ slot: slot.index, workerPid: pid, code, signal }, 'replacement failed to start; old process kept');
       return;
     }
@@ -196,10 +240,13 @@ export function startMaster(
         if (w.isDead()) r();
         else w.once('exit', () => r());
       }));
+      // Stop reading from Mongrel2 first; every unit then gets its marker.
+      await inbox.drain();
       for (const w of all) if (w.isConnected()) w.send({ t: 'stop' } satisfies ToWorker);
       const bound = config.mercyMs + 10_000;
       await Promise.race([Promise.all(exits), new Promise((r) => setTimeout(r, bound).unref())]);
       for (const w of all) if (!w.isDead()) w.process.kill('SIGKILL');
+      inbox.close();
       if (config.pidfile) rmSync(config.pidfile, { force: true });
       log.info({}, 'stopped');
     })();
@@ -212,6 +259,7 @@ export function startMaster(
     const slot: Slot = {
       index: slots.length, state: 'starting', worker: null, successor: null,
       generation: 0, backoffMs: 0, startedAt: Date.now(), snapshot: null, everReady: !first,
+      addressGeneration: 0, inboxes: [],
     };
     slots.push(slot);
     slot.worker = fork(slot, null);
@@ -232,6 +280,7 @@ export function startMaster(
       while (slots.length > next.processes) {
         const slot = slots.pop()!;
         slot.state = 'stopped';
+        void inbox.drain(slot.index);
         // Retired slots drain like replaced processes do.
         for (const w of [slot.worker, slot.successor]) {
           if (w?.isConnected()) w.send({ t: 'stop' } satisfies ToWorker);

@@ -57,6 +57,7 @@ function send(msg: ToMaster): void {
 async function main(): Promise<void> {
   const config = JSON.parse(process.env['M2FLEET_WORKER_CONFIG'] ?? 'null') as FleetConfig;
   const slotIndex = Number(process.env['M2FLEET_SLOT'] ?? 0);
+  const inboxes = JSON.parse(process.env['M2FLEET_INBOXES'] ?? 'null') as string[][] | null;
   const generation = Number(process.env['M2FLEET_GENERATION'] ?? 0);
   const sinks = createSinks(config);
   const log = createLogger({ ...config.log, sink: sinks.write }).child({ component: 'process' });
@@ -78,7 +79,12 @@ async function main(): Promise<void> {
 
   const startThread = (index: number): Promise<UnitHandle> => new Promise((resolve, reject) => {
     const buffer = createSlotBuffer();
-    const data: UnitThreadData = { config, slot: buffer, index };
+    // The master holds the Mongrel2-facing PULLs and forwards to these.
+    const pulls = inboxes?.[index];
+    const unitConfig: FleetConfig = pulls ? {
+      ...config, zeromq: config.zeromq.map((e, i) => ({ ...e, pullSpec: pulls[i]! })),
+    } : config;
+    const data: UnitThreadData = { config: unitConfig, slot: buffer, index };
     const worker = new Worker(new URL('./unit-thread.js', import.meta.url), { workerData: data });
     const handle: UnitHandle = {
       worker, slot: new UnitSlot(buffer), identity: '', thread: worker.threadId,

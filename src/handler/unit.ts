@@ -126,14 +126,16 @@ export class HandlerUnit {
    * Graceful stop: take no more requests, let those in flight finish (up to
    * `graceMs`), flush their replies, close the sockets.
    *
-   * Closing a PULL throws away whatever Mongrel2 had already pushed into
-   * it, and Mongrel2 keeps pushing to every connected PULL. So the unit
-   * goes on taking requests until its PULLs have been quiet for
-   * `quietMs` with nothing in flight, and only then closes them.
-   * Known shortcoming: a request Mongrel2 sends in the instant between that
-   * decision and the close is lost (its client waits until Mongrel2 times
-   * it out); under steady load with no quiet gap the unit closes when half
-   * the grace time is spent, losing what is in transit then.
+   * In a fleet the master feeds the unit (pullSpec) and ends with a drain
+   * marker, so the unit reads exactly what was meant for it. A unit
+   * connected to Mongrel2 directly cannot know that: closing a PULL throws
+   * away whatever Mongrel2 had already pushed into it. It goes on taking
+   * requests until its PULLs have been quiet for `quietMs` with nothing in
+   * flight, then closes them.
+   * Known shortcoming of that direct mode: a request Mongrel2 sends in the
+   * instant of the close is lost (its client waits for Mongrel2's
+   * timeout); under steady load the unit closes when half the grace time
+   * is spent. m2fleet's own CLI always uses the fed mode.
    */
   async stop(graceMs: number, quietMs = 100): Promise<void> {
     this.#stopping = true;

@@ -4,6 +4,7 @@
  * to the master, and watches for harakiri, max-requests and memory. It runs
  * no app code itself, so it stays responsive while units are busy.
  */
+import cluster from 'node:cluster';
 import { Worker } from 'node:worker_threads';
 import type { FleetConfig } from './config.js';
 import { createLogger } from './log.js';
@@ -125,6 +126,11 @@ async function main(): Promise<void> {
   // process group, so workers ignore it and wait for the master's word.
   process.on('SIGINT', () => undefined);
   process.on('SIGTERM', () => void stopAll(0));
+  // Node's cluster makes a worker whose master vanished call process.exit
+  // at once, which would end unit threads with their receives pending and
+  // abort the process (zeromq.js). Marking the disconnect as expected
+  // keeps Node out of it, so the units drain and close first.
+  if (cluster.worker) cluster.worker.exitedAfterDisconnect = true;
   process.on('disconnect', () => {
     log.warn({}, 'master gone; stopping');
     void stopAll(0);

@@ -79,6 +79,29 @@ describe('unit threads ending', () => {
   });
 });
 
+test('when the master is killed its workers drain and exit without an abort', async () => {
+  const fleet = await startFleet([...zeromq(), '--module', APP, '--threads', '2', '--mercy', '2s']);
+  const workers = fleet.logs().filter((r) => r.msg === 'process ready')
+    .map((r) => Number(r.workerPid));
+  process.kill(fleet.pid, 'SIGKILL');
+  const alive = (pid: number): boolean => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  for (let i = 0; i < 100 && workers.some(alive); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const survivors = workers.filter(alive);
+  for (const pid of survivors) process.kill(pid, 'SIGKILL');
+  assert.deepEqual(survivors, []);
+  assert.ok(fleet.stderr().includes('master gone; stopping'));
+  assert.ok(!fleet.stderr().includes('Napi::Error'), 'a worker aborted');
+});
+
 test('an app that forks its own cluster does not multiply', async () => {
   const fleet = await startFleet([...zeromq(), '--module',
     join(REPO_ROOT, 'test/fixtures/self-cluster-app.mjs'), '--threads', '2']);

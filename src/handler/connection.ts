@@ -175,7 +175,7 @@ export class Connection implements SocketPeer {
       const item = this.#out[0]!;
       if (item.close) {
         this.#out.shift();
-        this.#send(encodeClose(this.sender, [this.connId]), 0, item.done);
+        this.#send(encodeClose(this.sender, [this.connId]), item.done);
         if (!this.peerGone) this.#owner.release(this);
         continue;
       }
@@ -200,11 +200,11 @@ export class Connection implements SocketPeer {
       if (last) this.#out.shift();
       this.flow.record(size, now);
       const frame = encodeReply(this.sender, [this.connId], body);
-      this.#send(frame, size, last ? item.done : undefined);
+      this.#send(frame, last ? item.done : undefined);
     }
   }
 
-  #send(frame: Buffer, _bytes: number, done: Done | undefined): void {
+  #send(frame: Buffer, done: Done | undefined): void {
     this.#sending++;
     this.#owner.sendFrame(frame, (err) => {
       this.#sending--;

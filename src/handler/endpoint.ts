@@ -6,6 +6,12 @@ import { Pull, XPublisher } from 'zeromq';
 import { ReplySender } from './reply-sender.js';
 import type { Logger } from './types.js';
 
+/**
+ * The last message the fleet's master sends to a unit it stops feeding
+ * (src/node/inbox.ts); a Mongrel2 message can never look like it.
+ */
+export const DRAIN_MARKER = Buffer.from('m2fleet:drained');
+
 /** One `--zeromq SEND_SPEC,RECV_SPEC` pair. */
 export interface EndpointSpec {
   /** Mongrel2's send_spec: it PUSHes requests there; we connect a PULL. */

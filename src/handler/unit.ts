@@ -7,7 +7,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Connection, type ConnectionOwner } from './connection.js';
 import { DOWNLOAD_CREDITS } from './flow-gate.js';
-import { Endpoint } from './endpoint.js';
+import {
+  BAD_REQUEST, HANDLER_TIMED_OUT, NOT_ALLOWED, NOT_IMPLEMENTED, TOO_LARGE,
+} from './canned-responses.js';
+import { DeferredQueue } from './deferred-queue.js';
+import { DRAIN_MARKER, Endpoint } from './endpoint.js';
 import type {
   ActiveRequest, FlowControl, UnitCounters, UnitOptions,
 } from './unit-options.js';
@@ -32,27 +36,8 @@ interface Deferred {
   kind: 'http' | 'upload-chunk';
 }
 
-/** The master's last message to a unit it stops feeding (inbox.ts). */
-const DRAIN_MARKER = Buffer.from('m2fleet:drained');
-
 /** Deferred messages beyond which the unit stops reading. */
 const DEFER_LIMIT = 1024;
-
-const BAD_REQUEST =
-  'HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\n'
-  + 'content-length: 12\r\nconnection: close\r\n\r\nbad request\n';
-const TOO_LARGE =
-  'HTTP/1.1 413 Payload Too Large\r\ncontent-type: text/plain\r\n'
-  + 'content-length: 18\r\nconnection: close\r\n\r\npayload too large\n';
-const GATEWAY_TIMEOUT =
-  'HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n'
-  + 'content-length: 26\r\nconnection: close\r\n\r\nrequest handler timed out\n';
-const NOT_ALLOWED =
-  'HTTP/1.1 405 Method Not Allowed\r\ncontent-type: text/plain\r\n'
-  + 'content-length: 19\r\nconnection: close\r\n\r\nmethod not allowed\n';
-const NOT_IMPLEMENTED =
-  'HTTP/1.1 501 Not Implemented\r\ncontent-type: text/plain\r\n'
-  + 'content-length: 16\r\nconnection: close\r\n\r\nnot implemented\n';
 
 function mongrel2Keys(m: Mongrel2Message): Record<string, string> {
   const out: Record<string, string> = {};
@@ -74,9 +59,7 @@ export class HandlerUnit {
   #inflight = 0;
   /** Requests handed to Node that the app has not seen yet. */
   #unstarted = 0;
-  #deferred: Deferred[] = [];
-  /** Deferred messages per connection key (order within a connection). */
-  readonly #deferredKeys = new Map<string, number>();
+  readonly #deferred = new DeferredQueue<Deferred>();
   #capacityWaiters: (() => void)[] = [];
   #loops: Promise<void>[] = [];
   #sweeper: NodeJS.Timeout | null = null;
@@ -226,7 +209,7 @@ export class HandlerUnit {
     // those to the sibling units (once; a relayed message is never relayed
     // again) so that the owner's credits and streams keep moving.
     if ((kind === 'notice-credits' || kind === 'notice-disconnect' || kind === 'upload-chunk')
-      && !this.#conns.has(key) && !this.#deferredKeys.has(key)) {
+      && !this.#conns.has(key) && !this.#deferred.has(key)) {
       if (!relayed) this.#options.onRelay?.(index, frame);
       if (kind !== 'notice-disconnect') return;
     }
@@ -234,9 +217,8 @@ export class HandlerUnit {
     // earlier one of its connection waits, and a new request waits at the
     // cap; the pieces of uploads already running always go through.
     if ((kind === 'http' || kind === 'upload-chunk')
-      && (this.#deferredKeys.has(key) || (kind === 'http' && this.#atCap()))) {
+      && (this.#deferred.has(key) || (kind === 'http' && this.#atCap()))) {
       this.#deferred.push({ endpoint, key, msg, kind });
-      this.#deferredKeys.set(key, (this.#deferredKeys.get(key) ?? 0) + 1);
       return;
     }
     switch (kind) {
@@ -245,9 +227,7 @@ export class HandlerUnit {
         return;
       case 'notice-disconnect':
         this.counters.notices++;
-        if (this.#deferredKeys.delete(key)) {
-          this.#deferred = this.#deferred.filter((d) => d.key !== key);
-        }
+        this.#deferred.drop(key);
         this.#conns.get(key)?.disconnect();
         return;
       case 'notice-credits':
@@ -497,7 +477,7 @@ export class HandlerUnit {
     const endpoint = this.#endpoints[index];
     if (!endpoint || endpoint.pub.closed) return;
     try {
-      endpoint.replies.enqueue(encodeReply(sender, [connId], Buffer.from(GATEWAY_TIMEOUT)));
+      endpoint.replies.enqueue(encodeReply(sender, [connId], Buffer.from(HANDLER_TIMED_OUT)));
       endpoint.replies.enqueue(encodeClose(sender, [connId]));
     } catch {
       // A sender or id that does not fit the grammar is never sent.
@@ -529,11 +509,8 @@ export class HandlerUnit {
 
   // Hands deferred messages on, in arrival order, while there is room.
   #drainDeferred(): void {
-    while (this.#deferred.length > 0 && (!this.#atCap() || this.#deferred[0]!.kind !== 'http')) {
+    while (this.#deferred.length > 0 && (!this.#atCap() || this.#deferred.peek()!.kind !== 'http')) {
       const d = this.#deferred.shift()!;
-      const left = (this.#deferredKeys.get(d.key) ?? 1) - 1;
-      if (left > 0) this.#deferredKeys.set(d.key, left);
-      else this.#deferredKeys.delete(d.key);
       if (d.kind === 'http') this.#onRequest(d.endpoint, d.key, d.msg);
       else this.#onUploadChunk(d.key, d.msg);
     }

@@ -17,10 +17,9 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { Pull, Push } from 'zeromq';
+import { DRAIN_MARKER } from '../handler/endpoint.js';
 import type { Logger } from '../handler/types.js';
 
-/** The last message a lane sends to a generation it leaves. */
-export const DRAIN_MARKER = Buffer.from('m2fleet:drained');
 
 const QUEUE = 16;
 

@@ -314,3 +314,13 @@ function tail(text: string): string {
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** `--zeromq SEND,RECV` flags for m2fleet, one pair per handler named. */
+export function zeromqArgs(
+  m2: Mongrel2Instance, ...which: ('json' | 'tnet')[]
+): string[] {
+  return (which.length > 0 ? which : ['json', 'tnet'] as const).flatMap((name) => {
+    const h = m2.handlers[name];
+    return ['--zeromq', `${h.sendSpec},${h.recvSpec}`];
+  });
+}

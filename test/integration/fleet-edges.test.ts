@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { Pull } from 'zeromq';
 import { REPO_ROOT, startFleet } from '../helpers/fleet.ts';
 import { freePort } from '../helpers/ports.ts';
-import { startMongrel2, type Mongrel2Instance } from '../helpers/mongrel2.ts';
+import { startMongrel2, type Mongrel2Instance, zeromqArgs } from '../helpers/mongrel2.ts';
 
 const APP = join(REPO_ROOT, 'test/fixtures/fleet-app.mjs');
 const CLI = join(REPO_ROOT, 'dist/node/cli.js');
@@ -28,7 +28,7 @@ after(async () => {
 });
 
 function zeromq(): string[] {
-  return ['--zeromq', `${m2.handlers.json.sendSpec},${m2.handlers.json.recvSpec}`];
+  return zeromqArgs(m2, 'json');
 }
 
 async function get(path: string): Promise<Record<string, unknown>> {

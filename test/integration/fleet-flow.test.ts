@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { REPO_ROOT, startFleet, type FleetProcess } from '../helpers/fleet.ts';
-import { startMongrel2, type Mongrel2Instance } from '../helpers/mongrel2.ts';
+import { startMongrel2, type Mongrel2Instance, zeromqArgs } from '../helpers/mongrel2.ts';
 
 const PROBE = join(REPO_ROOT, 'test/fixtures/probe-app.mjs');
 let m2: Mongrel2Instance;
@@ -16,7 +16,7 @@ let fleet: FleetProcess;
 
 before(async () => {
   m2 = await startMongrel2({ flowControl: 1, uploadStream: 1 });
-  fleet = await startFleet(['--zeromq', `${m2.handlers.json.sendSpec},${m2.handlers.json.recvSpec}`,
+  fleet = await startFleet([...zeromqArgs(m2, 'json'),
     '--module', PROBE, '--mongrel2-chroot', m2.dir, '-p', '2', '--threads', '2',
     '--mercy', '3s'], { readyTimeoutMs: 30_000 });
 });

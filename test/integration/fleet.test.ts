@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { REPO_ROOT, startFleet, type FleetProcess } from '../helpers/fleet.ts';
 import { freePort } from '../helpers/ports.ts';
-import { startMongrel2, type Mongrel2Instance } from '../helpers/mongrel2.ts';
+import { startMongrel2, type Mongrel2Instance, zeromqArgs } from '../helpers/mongrel2.ts';
 
 const APP = join(REPO_ROOT, 'test/fixtures/fleet-app.mjs');
 
@@ -21,7 +21,7 @@ after(async () => {
 });
 
 function zeromq(): string[] {
-  return ['--zeromq', `${m2.handlers.json.sendSpec},${m2.handlers.json.recvSpec}`];
+  return zeromqArgs(m2, 'json');
 }
 
 async function who(path = 'whoami', timeoutMs = 10_000): Promise<Who> {

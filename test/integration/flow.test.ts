@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startFleet, REPO_ROOT, type FleetProcess } from '../helpers/fleet.ts';
 import { RawConnection } from '../helpers/http-client.ts';
-import { startMongrel2, type Mongrel2Instance } from '../helpers/mongrel2.ts';
+import { startMongrel2, type Mongrel2Instance, zeromqArgs } from '../helpers/mongrel2.ts';
 
 const PROBE = join(REPO_ROOT, 'test/fixtures/probe-app.mjs');
 
@@ -16,10 +16,8 @@ let fleet: FleetProcess;
 
 before(async () => {
   m2 = await startMongrel2({ flowControl: 1, uploadStream: 1, contentLength: 20480 });
-  const h = m2.handlers;
   fleet = await startFleet([
-    '--zeromq', `${h.json.sendSpec},${h.json.recvSpec}`,
-    '--zeromq', `${h.tnet.sendSpec},${h.tnet.recvSpec}`,
+    ...zeromqArgs(m2),
     '--module', PROBE,
     '--mongrel2-chroot', m2.dir,
   ]);

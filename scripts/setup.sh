@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Prepares a Debian 12 machine with Node 20 to build and test m2fleet:
 # installs Mongrel2 (Debian package mongrel2-core: /usr/bin/mongrel2 and
-# /usr/bin/m2sh), curl, iproute2 and nftables when missing, installs the
-# npm dependencies, and
-# builds dist/. Safe to run again: each step is skipped when already done.
+# /usr/bin/m2sh), curl, iproute2, nftables, nginx (the uwsgi and FastCGI
+# socket tests put a real nginx in front), Ansible (the deploy tests), and
+# the benchmark peers (wrk, python3-zmq, uWSGI) when missing, installs the
+# npm dependencies, and builds dist/. Safe to run again: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -17,6 +18,13 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 # drop datagrams at random with nftables inside them.
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
+[[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
+command -v ansible-playbook >/dev/null 2>&1 || missing+=(ansible-core)
+command -v ansible-lint >/dev/null 2>&1 || missing+=(ansible-lint)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+/usr/bin/python3 -c 'import zmq' >/dev/null 2>&1 || missing+=(python3-zmq)
+[[ -x /usr/bin/uwsgi && -e /usr/lib/uwsgi/plugins/python3_plugin.so ]] || missing+=(uwsgi-core uwsgi-plugin-python3)
 if ((${#missing[@]} > 0)); then
   sudo=()
   if [[ "$(id -u)" -ne 0 ]]; then
@@ -25,9 +33,23 @@ if ((${#missing[@]} > 0)); then
   fi
   say "installing ${missing[*]} with apt-get"
   "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+  # nginx and uWSGI packages start a system-wide service on install (nginx
+  # would bind port 80 on every interface). The tests start their own
+  # instances on 127.0.0.1, so tell invoke-rc.d to start nothing, and put
+  # back whatever policy the machine had.
+  policy=/usr/sbin/policy-rc.d
+  made_policy=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+    "${sudo[@]}" chmod 755 "$policy"
+    made_policy=1
+  fi
+  rc=0
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null || rc=$?
+  ((made_policy)) && "${sudo[@]}" rm -f "$policy"
+  ((rc == 0)) || { say "apt-get install failed ($rc)"; exit "$rc"; }
 else
-  say "mongrel2-core, curl, iproute2 and nftables already installed"
+  say "system packages already installed"
 fi
 say "$(/usr/bin/m2sh version 2>/dev/null | head -n 1 || echo 'm2sh present')"
 

@@ -2,23 +2,24 @@
 /**
  * The m2fleet command line. Flags read like uWSGI's; a bad flag or value
  * names the problem and exits with status 2. `m2fleet [options]` runs the
- * fleet; `reload`, `stop` and `status` talk to a running one.
+ * fleet; `reload`, `stop` and `status` talk to a running one; `check`
+ * validates a config file, or asks a running fleet whether it is ready.
  */
 import { readFileSync } from 'node:fs';
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { M2FleetError } from '../handler/errors.js';
 import { addServeOptions, flagsOf } from './cli-options.js';
 import {
   buildConfig, clusterKeyFromEnvironment, fromEnvironment, type FleetConfig,
 } from './config.js';
-import { readConfigFile } from './config-file.js';
+import { ConfigFileError, parseIni, parseJsonConfig, readConfigFile } from './config-file.js';
 import { createLogger } from './log.js';
 import { createSinks } from './log-sinks.js';
 import { startStatsServer } from './stats-server.js';
 import { fetchStatus, formatClusterTable, formatStatusTable } from './status-table.js';
 import { generateGroupKeyLine, generateSigningKeyPair } from '../cluster/keys.js';
 import { startMaster, type Master } from './supervisor.js';
-import { startClusterNode, type ClusterNode } from './cluster-node.js';
+import { loadKeyring, startClusterNode, type ClusterNode } from './cluster-node.js';
 import type { FleetSnapshot } from './snapshot.js';
 
 function fail(message: string): never {
@@ -117,13 +118,50 @@ function configFrom(program: Command): FleetConfig {
   }
 }
 
+/**
+ * Validates a config file as `m2fleet --config FILE` would read it (the
+ * environment included), and the cluster keys it names; returns a one-line
+ * summary or throws. `format` reads a file whose name has no .json or .ini
+ * extension (Ansible's `validate` hands over a temporary file).
+ */
+function checkConfigFile(file: string, format: 'json' | 'ini' | undefined): string {
+  let raw: Record<string, unknown>;
+  if (format === undefined) {
+    raw = readConfigFile(file);
+  } else {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? (err as Error).message;
+      throw new ConfigFileError(file, undefined, `cannot read config file (${code})`);
+    }
+    if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+    raw = format === 'json' ? parseJsonConfig(text, file) : parseIni(text, file);
+  }
+  const config = buildConfig([raw, fromEnvironment(process.env)]);
+  if (config.cluster !== null) loadKeyring(config.cluster, clusterKeyFromEnvironment(process.env));
+  const units = `${config.processes} process(es) x ${config.threads} thread(s)`;
+  const c = config.cluster;
+  if (c?.role === 'follower') return `follower in cluster ${c.group}`;
+  const serving = `${config.zeromq.length} endpoint pair(s), ${units}`;
+  return c === null ? serving : `main of cluster ${c.group}, ${serving}`;
+}
+
+/** GET /readyz of a running fleet: true with the body on 200. */
+async function checkReady(stats: string): Promise<{ ready: boolean; text: string }> {
+  const res = await fetch(`http://${stats}/readyz`, { signal: AbortSignal.timeout(5000) });
+  return { ready: res.status === 200, text: (await res.text()).trim() };
+}
+
 /** Builds the command; exported so tests can parse without running. */
 export function createProgram(): Command {
   const program = new Command('m2fleet')
     .description('Application server for Mongrel2: serves Node apps as ZeroMQ handlers')
     .usage('--zeromq SEND_SPEC,RECV_SPEC [--module PATH[:EXPORT]] [options]\n'
       + '       m2fleet reload|stop --pidfile FILE\n'
-      + '       m2fleet status --stats HOST:PORT')
+      + '       m2fleet status --stats HOST:PORT\n'
+      + '       m2fleet check [--config FILE [--format json|ini]] [--stats HOST:PORT]')
     .helpOption('-h, --help', 'show this help')
     .version(process.env['npm_package_version'] ?? '0.1.0', '-V, --version')
     .showHelpAfterError('(run m2fleet --help for the option list)')
@@ -158,6 +196,38 @@ export function createProgram(): Command {
       } catch (err) {
         process.stderr.write(`m2fleet: ${(err as Error).message}\n`);
         process.exit(1);
+      }
+    });
+  program.command('check')
+    .description('validate a config file (exit 1 if invalid) and/or check that a running '
+      + 'fleet is ready (exit 1 if not)')
+    .option('--config <FILE>', 'validate FILE as `m2fleet --config FILE` would read it, '
+      + 'with the cluster keys it names')
+    .addOption(new Option('--format <FORMAT>', 'read --config as json or ini whatever its name')
+      .choices(['json', 'ini']))
+    .option('--stats <HOST:PORT>', 'ask the fleet\'s --stats server whether every unit is ready')
+    .exitOverride()
+    .action(async (o: { config?: string; format?: 'json' | 'ini'; stats?: string }) => {
+      if (o.config === undefined && o.stats === undefined) fail('check: give --config FILE or --stats HOST:PORT');
+      if (o.config !== undefined) {
+        try {
+          process.stdout.write(`${o.config}: ok (${checkConfigFile(o.config, o.format)})\n`);
+        } catch (err) {
+          process.stderr.write(`m2fleet: invalid config ${o.config}: ${(err as Error).message}\n`);
+          process.exit(1);
+        }
+      }
+      if (o.stats !== undefined) {
+        const r = await checkReady(o.stats).catch((err: unknown) => ({
+          ready: false,
+          text: `cannot reach it (${(err as { cause?: { code?: string } }).cause?.code
+            ?? (err as Error).message})`,
+        }));
+        if (!r.ready) {
+          process.stderr.write(`m2fleet: ${o.stats} not ready: ${r.text}\n`);
+          process.exit(1);
+        }
+        process.stdout.write(`${o.stats}: ${r.text}\n`);
       }
     });
   addClusterCommands(program);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -160,6 +161,115 @@ describe('m2fleet command line', () => {
       const out = await runCli(['cluster', 'keygen', '--id', '7']);
       assert.equal(out.code, 0);
       assert.match(out.stdout.trim(), /^7 [A-Za-z0-9+/]{43}=$/);
+    });
+  });
+
+  describe('check', () => {
+    let dir = '';
+    before(() => {
+      dir = mkdtempSync(path.join(tmpdir(), 'm2fleet-cli-check-'));
+    });
+    after(() => {
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const literal = (text: string): RegExp =>
+      new RegExp(text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+    const file = (name: string, text: string): string => {
+      const p = path.join(dir, name);
+      writeFileSync(p, text);
+      return p;
+    };
+
+    it('when the config file is valid then it exits 0 and sums it up', async () => {
+      const p = file('ok.json', JSON.stringify({ zeromq: pair, processes: 3, threads: 2 }));
+      const out = await runCli(['check', '--config', p]);
+      assertExited(out);
+      assert.equal(out.code, 0, out.stderr);
+      assert.equal(out.stdout, `${p}: ok (1 endpoint pair(s), 3 process(es) x 2 thread(s))\n`);
+    });
+
+    it('when a value is bad then it exits 1 naming the file, the key and the value', async () => {
+      const p = file('bad.ini', `[m2fleet]\nzeromq = ${pair}\nmercy = soon\n`);
+      const out = await runCli(['check', '--config', p]);
+      assertExited(out);
+      assert.equal(out.code, 1);
+      assert.equal(out.stdout, '');
+      assert.match(out.stderr, literal(`invalid config ${p}: mercy: expected a duration`));
+      assert.match(out.stderr, /"soon"/);
+    });
+
+    it('when the file has no extension then --format says how to read it', async () => {
+      const p = file('from-ansible', JSON.stringify({ m2fleet: { zeromq: pair } }));
+      const without = await runCli(['check', '--config', p]);
+      assert.equal(without.code, 1);
+      assert.match(without.stderr, /unknown config file type/);
+      const json = await runCli(['check', '--config', p, '--format', 'json']);
+      assert.equal(json.code, 0, json.stderr);
+      const ini = await runCli(['check', '--config', p, '--format', 'ini']);
+      assert.equal(ini.code, 1);
+      assert.match(ini.stderr, literal(`${p}:1: expected "key = value"`));
+    });
+
+    it('when a cluster config names a key file then the key file is checked too', async () => {
+      const key = path.join(dir, 'cluster.key');
+      const p = file('follower.ini', `[m2fleet]\ncluster = 239.1.2.3:1717\ncluster-key-file = ${key}\n`);
+      const missing = await runCli(['check', '--config', p]);
+      assert.equal(missing.code, 1);
+      assert.match(missing.stderr, literal(`cluster key file ${key}`));
+      const keygen = await runCli(['cluster', 'keygen']);
+      writeFileSync(key, keygen.stdout, { mode: 0o600 });
+      chmodSync(key, 0o600);
+      const ok = await runCli(['check', '--config', p]);
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.match(ok.stdout, /ok \(follower in cluster 239\.1\.2\.3:1717\)/);
+    });
+
+    describe('--stats', () => {
+      let server: Server;
+      let status = 503;
+      let address = '';
+      before(async () => {
+        server = createServer((req, res) => {
+          res.writeHead(req.url === '/readyz' ? status : 404).end(
+            status === 200 ? 'ready 2/2' : 'not ready: 1 of 2 units ready');
+        });
+        await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+        address = `127.0.0.1:${(server.address() as { port: number }).port}`;
+      });
+      after(async () => {
+        await new Promise((resolve) => server.close(resolve));
+      });
+
+      it('when /readyz answers 503 then it exits 1 with the reason', async () => {
+        status = 503;
+        const out = await runCli(['check', '--stats', address]);
+        assertExited(out);
+        assert.equal(out.code, 1);
+        assert.match(out.stderr, literal(`${address} not ready: not ready: 1 of 2 units ready`));
+      });
+
+      it('when /readyz answers 200 then it exits 0', async () => {
+        status = 200;
+        const out = await runCli(['check', '--stats', address]);
+        assertExited(out);
+        assert.equal(out.code, 0, out.stderr);
+        assert.equal(out.stdout, `${address}: ready 2/2\n`);
+      });
+
+      it('when nothing listens there then it exits 1 saying so', async () => {
+        const [port] = await freePorts(1);
+        const out = await runCli(['check', '--stats', `127.0.0.1:${port}`]);
+        assertExited(out);
+        assert.equal(out.code, 1);
+        assert.match(out.stderr, /not ready: cannot reach it \(ECONNREFUSED\)/);
+      });
+    });
+
+    it('when neither --config nor --stats is given then it exits 2', async () => {
+      const out = await runCli(['check']);
+      assertExited(out);
+      assert.equal(out.code, 2);
+      assert.match(out.stderr, /give --config FILE or --stats HOST:PORT/);
     });
   });
 });

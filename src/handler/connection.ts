@@ -6,6 +6,7 @@
 import { FlowGate } from './flow-gate.js';
 import type { StreamedUpload } from './streamed-upload.js';
 import { encodeClose, encodeReply } from './reply.js';
+import type { AppSocket } from './app-socket.js';
 import {
   Mongrel2Socket, type Mongrel2Info, type SocketPeer,
 } from './mongrel2-socket.js';
@@ -119,12 +120,12 @@ export class Connection implements SocketPeer {
     this.#pump();
   }
 
-  destroyed(socket: Mongrel2Socket): void {
+  destroyed(socket: AppSocket): void {
     if (this.socket === socket) this.socket = null;
     const abandoned = this.pending;
     this.pending = 0;
     this.#owner.requestDone(abandoned, this);
-    if (socket.quiet || this.peerGone) return;
+    if ((socket as Mongrel2Socket).quiet || this.peerGone) return;
     // The app (or Node, after a parse error) destroyed the stream: close
     // the client's connection after whatever was already queued.
     if (!this.closed) this.end(() => undefined);

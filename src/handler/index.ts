@@ -11,3 +11,9 @@ export { M2FleetError, ProtocolError } from './errors.js';
 export { parseMessage, classifyMessage } from './message.js';
 export { encodeReply, encodeClose, encodeCtl } from './reply.js';
 export type { Logger, Mongrel2Message, HeaderMap } from './types.js';
+export {
+  type SocketListener, startSocketServer, createHttpFront,
+} from './socket-servers.js';
+export {
+  DEFAULT_SOCKET_LIMITS, TRANSPORTS, type SocketKind, type SocketLimits, type Transport,
+} from './gateway.js';

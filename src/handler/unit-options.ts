@@ -3,6 +3,8 @@
  */
 import type { Server } from 'node:http';
 import type { EndpointOptions, EndpointSpec } from './endpoint.js';
+import type { SocketKind, SocketLimits, Transport } from './gateway.js';
+import type { SocketListener } from './socket-servers.js';
 import type { Logger } from './types.js';
 import type { UploadOptions } from './upload.js';
 
@@ -27,6 +29,10 @@ export interface UnitOptions extends Omit<EndpointOptions, 'identity'> {
   flowControl: FlowControl;
   /** Units in the whole fleet (processes × threads); 1 when alone. */
   units: number;
+  /** Standard sockets (HTTP, uwsgi, FastCGI) served beside ZeroMQ. */
+  sockets?: readonly SocketListener[];
+  /** Limits of those sockets; DEFAULT_SOCKET_LIMITS when absent. */
+  socketLimits?: SocketLimits;
   /** Called when the app starts on a request. */
   onRequestStart?: (request: ActiveRequest) => void;
   /** Called when a response ends (access log, metrics, max-requests). */
@@ -50,6 +56,8 @@ export interface ActiveRequest {
   readonly endpoint: number;
   /** Wire: the request's sender token. */
   readonly sender: string;
+  /** How the request arrived (for standard sockets, endpoint is -1). */
+  readonly via: Transport;
 }
 
 /** A finished (or aborted) request, as reported to `onResponse`. */
@@ -71,4 +79,8 @@ export interface UnitCounters {
   malformed: number;
   refused: number;
   notices: number;
+  /** Requests the app started on, by how they arrived. */
+  transports: Record<Transport, number>;
+  /** Bad input and limits on the standard sockets, by socket kind. */
+  socketRefused: Record<SocketKind, number>;
 }

@@ -12,6 +12,8 @@ import {
 } from './canned-responses.js';
 import { DeferredQueue } from './deferred-queue.js';
 import { DRAIN_MARKER, Endpoint } from './endpoint.js';
+import { DEFAULT_SOCKET_LIMITS, GatewaySocket, type SocketKind } from './gateway.js';
+import { startSocketServer, type SocketServer } from './socket-servers.js';
 import type {
   ActiveRequest, FlowControl, UnitCounters, UnitOptions,
 } from './unit-options.js';
@@ -50,7 +52,11 @@ function mongrel2Keys(m: Mongrel2Message): Record<string, string> {
 
 /** One Mongrel2 consumer serving one app. */
 export class HandlerUnit {
-  readonly counters: UnitCounters = { requests: 0, malformed: 0, refused: 0, notices: 0 };
+  readonly counters: UnitCounters = {
+    requests: 0, malformed: 0, refused: 0, notices: 0,
+    transports: { zeromq: 0, http: 0, uwsgi: 0, fastcgi: 0 },
+    socketRefused: { http: 0, uwsgi: 0, fastcgi: 0 },
+  };
   readonly #options: UnitOptions;
   readonly #log: Logger;
   readonly #endpoints: Endpoint[];
@@ -62,6 +68,7 @@ export class HandlerUnit {
   readonly #deferred = new DeferredQueue<Deferred>();
   #capacityWaiters: (() => void)[] = [];
   #loops: Promise<void>[] = [];
+  #socketServers: SocketServer[] = [];
   #sweeper: NodeJS.Timeout | null = null;
   #stopping = false;
   #lastReceived = 0;
@@ -96,10 +103,26 @@ export class HandlerUnit {
     return this.#conns.size;
   }
 
-  /** Connects every endpoint (subscription first) and starts pulling. */
+  /**
+   * Connects every endpoint (subscription first) and starts pulling, then
+   * starts the standard sockets.
+   */
   async start(): Promise<void> {
     await Promise.all(this.#endpoints.map((e) => e.connect(this.#options.subscribeTimeoutMs)));
     this.#loops = this.#endpoints.map((e, i) => this.#receiveLoop(e, i));
+    const context = {
+      server: this.#options.server,
+      limits: this.#options.socketLimits ?? DEFAULT_SOCKET_LIMITS,
+      defaultHost: this.#options.defaultHost,
+      log: this.#log,
+      draining: () => this.#stopping,
+      refused: (kind: SocketKind) => {
+        this.counters.socketRefused[kind]++;
+      },
+    };
+    for (const listener of this.#options.sockets ?? []) {
+      this.#socketServers.push(await startSocketServer(listener, context));
+    }
     const sweepMs = Math.max(1000, Math.min(30_000, this.#options.idleTimeoutMs / 2));
     this.#sweeper = setInterval(() => this.#sweep(), sweepMs);
     this.#sweeper.unref();
@@ -122,6 +145,7 @@ export class HandlerUnit {
    */
   async stop(graceMs: number, quietMs = 100): Promise<void> {
     this.#stopping = true;
+    for (const s of this.#socketServers) s.close();
     const deadline = Date.now() + graceMs;
     const quietBy = Date.now() + graceMs / 2;
     // Fed by the master (inbox.ts): read up to its drain marker, which
@@ -144,6 +168,7 @@ export class HandlerUnit {
       this.#log.warn({ inflight: this.#inflight, deferred: this.#deferred.length },
         'stop: requests still running; abandoning');
     }
+    for (const s of this.#socketServers) s.closeAll();
     if (this.#sweeper) clearInterval(this.#sweeper);
     await Promise.all(this.#loops);
     await Promise.all(this.#endpoints.map((e) => e.close()));
@@ -405,11 +430,12 @@ export class HandlerUnit {
   }
 
   // Counts a response as done when Node closes it (finished or aborted),
-  // and reports it (access log, metrics, harakiri bookkeeping).
+  // and reports it (access log, metrics, harakiri bookkeeping). Requests
+  // from the standard sockets are counted the same way.
   #track(req: IncomingMessage, res: ServerResponse): void {
     const socket = req.socket;
-    if (!(socket instanceof Mongrel2Socket)) return;
-    const conn = socket.peer as Connection;
+    const m2 = socket instanceof Mongrel2Socket ? socket : null;
+    const conn = m2 ? m2.peer as Connection : null;
     // Known shortcoming: with download credits and several units, a later
     // request on the same Mongrel2 connection may reach another unit, and
     // Mongrel2's credits notices carry no hint of whose bytes they count,
@@ -417,15 +443,22 @@ export class HandlerUnit {
     // client off or a response stalls. Each credited connection is
     // therefore closed after its response when the fleet has more than
     // one unit (as uWSGI's plugin does for every connection).
-    if (conn.flow.credited && this.#options.units > 1) res.shouldKeepAlive = false;
+    if (conn?.flow.credited && this.#options.units > 1) res.shouldKeepAlive = false;
+    // A draining unit keeps no client: the next request goes elsewhere.
+    if (!m2 && this.#stopping) res.shouldKeepAlive = false;
+    const via = m2 ? 'zeromq' : socket instanceof GatewaySocket ? socket.via : 'http';
+    this.counters.transports[via]++;
     const started = performance.now();
-    const before = socket.written;
+    const written = (): number => (socket instanceof Mongrel2Socket || socket instanceof GatewaySocket
+      ? socket.written : socket.bytesWritten);
+    const before = written();
     const active: ActiveRequest = {
-      startedAt: Date.now(), method: req.method ?? '', url: req.url ?? '', connId: conn.connId,
-      endpoint: Number(conn.key.slice(0, conn.key.indexOf(' '))), sender: conn.sender,
+      startedAt: Date.now(), method: req.method ?? '', url: req.url ?? '',
+      connId: conn?.connId ?? '', sender: conn?.sender ?? '', via,
+      endpoint: conn ? Number(conn.key.slice(0, conn.key.indexOf(' '))) : -1,
     };
     this.#active.add(active);
-    if (conn.unstarted > 0) {
+    if (conn && conn.unstarted > 0) {
       conn.unstarted--;
       this.#unstarted--;
     }
@@ -444,11 +477,11 @@ export class HandlerUnit {
     res.once('prefinish', done);
     res.once('close', () => {
       done();
-      if (conn.pending > 0) conn.pending--;
+      if (conn && conn.pending > 0) conn.pending--;
       this.#options.onResponse?.({
         ...active,
         status: res.statusCode,
-        bytes: socket.written - before,
+        bytes: written() - before,
         durationMs: performance.now() - started,
         completed: res.writableFinished,
       });

@@ -28,13 +28,15 @@ export interface AccessRecord {
   connId: string;
   /** Wire: Mongrel2's REMOTE_ADDR header (the client address), when known. */
   remote?: string;
+  /** How the request arrived, when not over ZeroMQ (http, uwsgi, fastcgi). */
+  via?: string;
 }
 
 /**
  * Returns the structured fields of an access-log record, with short keys:
  * `m` method, `path`, `st` status, `b` body bytes, `ms` duration rounded to
- * 0.1 ms, `unit`, `conn` connection id, and `ip` only when `remote` is
- * known. Log it as `log.info(formatAccessLine(r), ACCESS_MSG)`.
+ * 0.1 ms, `unit`, `conn` connection id, `ip` only when `remote` is known,
+ * and `via` for requests from a standard socket. Log it as `log.info(formatAccessLine(r), ACCESS_MSG)`.
  */
 export function formatAccessLine(r: AccessRecord): Record<string, unknown> {
   const fields: Record<string, unknown> = {
@@ -47,5 +49,6 @@ export function formatAccessLine(r: AccessRecord): Record<string, unknown> {
     conn: r.connId,
   };
   if (r.remote !== undefined && r.remote !== '') fields['ip'] = r.remote;
+  if (r.via !== undefined && r.via !== 'zeromq') fields['via'] = r.via;
   return fields;
 }

@@ -17,6 +17,20 @@ export function addServeOptions(program: Command): void {
       + 'recv_spec; repeat for several Mongrel2 handlers', collect)
     .addOption(new Option(`--zmq ${spec}`, 'alias of --zeromq').argParser(collect))
     .addOption(new Option(`--mongrel2 ${spec}`, 'alias of --zeromq').argParser(collect))
+    .option('--http <ADDR:PORT>', 'also serve plain HTTP here (:PORT means every interface); '
+      + 'repeatable', collect)
+    .option('--socket <ADDR:PORT|PATH>', 'also serve the uwsgi protocol here, for nginx '
+      + 'uwsgi_pass (a path: a unix socket); repeatable', collect)
+    .option('--fastcgi-socket <ADDR:PORT|PATH>', 'also serve FastCGI here, for nginx '
+      + 'fastcgi_pass; repeatable', collect)
+    .option('--socket-max-header-size <BYTES>', 'largest request head on those sockets '
+      + '(HTTP head, or all uwsgi/FastCGI variables) (16384)')
+    .option('--socket-max-headers <N>', 'most header fields per request on those sockets (100)')
+    .option('--socket-max-body <BYTES>', 'largest request body on those sockets (64 MiB; 0: any)')
+    .option('--socket-header-timeout <TIME>', 'time for a request head to arrive (10s)')
+    .option('--socket-request-timeout <TIME>', 'time for a whole request to arrive (300s)')
+    .option('--socket-idle-timeout <TIME>', 'close a connection idle this long (15s)')
+    .option('--chmod-socket <MODE>', 'mode of unix socket files (default: from the umask)')
     .option('--module <PATH[:EXPORT]>', 'load the app from PATH (default: the built-in test app)')
     .addOption(new Option('--interface <kind>', 'how to call the app (auto)')
       .choices(['auto', 'node', 'fetch']))

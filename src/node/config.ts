@@ -3,16 +3,26 @@
  * flags. Built and validated in one place, frozen, and passed down; it is
  * plain JSON data so that cluster mode can send it over the network.
  */
+import net from 'node:net';
 import path from 'node:path';
 import ms from 'ms';
 import { M2FleetError } from '../handler/errors.js';
 import type { EndpointSpec } from '../handler/endpoint.js';
+import {
+  DEFAULT_SOCKET_LIMITS, type SocketKind, type SocketLimits,
+} from '../handler/gateway.js';
 import type { LevelName } from './log.js';
 
 /** Everything a node needs to serve; see `m2fleet --help` for each key. */
 export interface FleetConfig {
   /** `--zeromq SEND_SPEC,RECV_SPEC`, one entry per Mongrel2 handler. */
   readonly zeromq: readonly EndpointSpec[];
+  /** `--http`, `--socket` (uwsgi), `--fastcgi-socket`: standard sockets. */
+  readonly sockets: readonly SocketSpec[];
+  /** Limits of the standard sockets. */
+  readonly socketLimits: SocketLimits;
+  /** Mode of unix socket files m2fleet creates (`--chmod-socket`), or null. */
+  readonly chmodSocket: number | null;
   /** `--module PATH[:EXPORT]`; null serves the built-in test app. */
   readonly module: string | null;
   readonly interface: 'auto' | 'node' | 'fetch';
@@ -60,6 +70,18 @@ export interface FleetConfig {
   };
 }
 
+/** A standard socket to listen on: TCP (host and port) or a unix path. */
+export interface SocketSpec {
+  readonly kind: SocketKind;
+  /** As configured (for logs). */
+  readonly address: string;
+  /** TCP: an IP address; `0.0.0.0` for `:PORT` (every interface). */
+  readonly host: string | null;
+  readonly port: number | null;
+  /** Unix socket path (absolute). */
+  readonly path: string | null;
+}
+
 /**
  * Cluster mode settings. They stay on this host: none of them is ever
  * adopted from the network. Keys are named by file, never given inline.
@@ -95,7 +117,9 @@ export type RawConfig = Partial<Record<keyof FlatKeys, unknown>>;
 
 /** Every key a config layer may set (flags, file, environment). */
 export const CONFIG_KEYS = [
-  'zeromq', 'module', 'interface', 'fastWebGlobals', 'mongrel2Chroot', 'uploadDir',
+  'zeromq', 'http', 'socket', 'fastcgiSocket', 'socketMaxHeaderSize', 'socketMaxHeaders',
+  'socketMaxBody', 'socketHeaderTimeout', 'socketRequestTimeout', 'socketIdleTimeout',
+  'chmodSocket', 'module', 'interface', 'fastWebGlobals', 'mongrel2Chroot', 'uploadDir',
   'defaultHost', 'maxInflight', 'receiveHighWaterMark', 'maxMessageSize', 'idleTimeout',
   'subscribeTimeout', 'mercy', 'flowControl', 'processes', 'threads', 'maxRequests',
   'reloadOnRss', 'harakiri', 'pidfile', 'stats', 'logger', 'accessLog', 'logLevel',
@@ -122,6 +146,9 @@ const SPEC = /^(tcp:\/\/[^,\s]+:\d+|ipc:\/\/[^,\s]+|inproc:\/\/[^,\s]+)$/;
 /** Environment variables read, and the key each one sets. */
 export const ENVIRONMENT: Readonly<Record<string, keyof FlatKeys>> = {
   M2FLEET_ZEROMQ: 'zeromq',
+  M2FLEET_HTTP: 'http',
+  M2FLEET_SOCKET: 'socket',
+  M2FLEET_FASTCGI_SOCKET: 'fastcgiSocket',
   M2FLEET_MODULE: 'module',
   M2FLEET_INTERFACE: 'interface',
   M2FLEET_MONGREL2_CHROOT: 'mongrel2Chroot',
@@ -205,6 +232,63 @@ function hostPort(key: string, value: unknown): { host: string; port: number } {
   if (!m || port > 65535) throw new ConfigError(key, value, 'expected HOST:PORT such as 127.0.0.1:9191');
   const host = m[1] === '' ? '0.0.0.0' : m[1]!.replace(/^\[(.*)\]$/, '$1');
   return Object.freeze({ host, port });
+}
+
+const SOCKET_KEYS: Record<SocketKind, 'http' | 'socket' | 'fastcgiSocket'> = {
+  http: 'http', uwsgi: 'socket', fastcgi: 'fastcgiSocket',
+};
+
+// `HOST:PORT`, `[V6]:PORT`, `:PORT` (every interface, as in uWSGI) or a
+// unix socket path (anything with a slash).
+function socketsOf(raw: RawConfig, cwd: string): SocketSpec[] {
+  const out: SocketSpec[] = [];
+  for (const kind of Object.keys(SOCKET_KEYS) as SocketKind[]) {
+    const key = SOCKET_KEYS[kind];
+    for (const address of list(raw[key])) {
+      if (address.includes('/')) {
+        out.push(Object.freeze({ kind, address, host: null, port: null, path: path.resolve(cwd, address) }));
+        continue;
+      }
+      const m = /^(.*):(\d{1,5})$/.exec(address);
+      const port = m ? Number(m[2]) : NaN;
+      let host = m ? m[1]!.replace(/^\[(.*)\]$/, '$1') : '';
+      if (host === 'localhost') host = '127.0.0.1';
+      if (host === '') host = '0.0.0.0';
+      if (!m || port > 65535 || net.isIP(host) === 0) {
+        throw new ConfigError(key, address,
+          'expected IP:PORT, [IPv6]:PORT, :PORT (every interface) or a unix socket path');
+      }
+      out.push(Object.freeze({ kind, address, host, port, path: null }));
+    }
+  }
+  const seen = new Set<string>();
+  for (const s of out) {
+    const where = s.path ?? `${s.host}:${s.port}`;
+    if (seen.has(where)) throw new ConfigError(SOCKET_KEYS[s.kind], s.address, 'address given twice');
+    seen.add(where);
+  }
+  return out;
+}
+
+function socketLimitsOf(raw: RawConfig): SocketLimits {
+  const d = DEFAULT_SOCKET_LIMITS;
+  const seconds = (ms: number): string => `${ms / 1000}s`;
+  return Object.freeze({
+    maxHeaderSize: capped('socketMaxHeaderSize',
+      int('socketMaxHeaderSize', raw.socketMaxHeaderSize, d.maxHeaderSize, 1024), 65535),
+    maxHeaders: int('socketMaxHeaders', raw.socketMaxHeaders, d.maxHeaders, 1),
+    maxBody: int('socketMaxBody', raw.socketMaxBody, d.maxBody, 0),
+    headerTimeoutMs: duration('socketHeaderTimeout', raw.socketHeaderTimeout, seconds(d.headerTimeoutMs)),
+    requestTimeoutMs: duration('socketRequestTimeout', raw.socketRequestTimeout, seconds(d.requestTimeoutMs)),
+    idleTimeoutMs: duration('socketIdleTimeout', raw.socketIdleTimeout, seconds(d.idleTimeoutMs)),
+  });
+}
+
+function fileMode(value: unknown): number | null {
+  if (value === undefined || value === '') return null;
+  const text = String(value).trim();
+  if (!/^0?[0-7]{3}$/.test(text)) throw new ConfigError('chmodSocket', value, 'expected an octal mode such as 660');
+  return parseInt(text, 8);
 }
 
 function loggerOf(value: unknown): FleetConfig['logger'] {
@@ -293,12 +377,17 @@ export function buildConfig(layers: readonly RawConfig[], cwd = process.cwd()): 
   }
   const zeromq = parseSpecs(raw.zeromq);
   const cluster = clusterOf(raw, zeromq.length > 0, cwd);
-  if (zeromq.length === 0 && cluster === null) {
-    throw new ConfigError('zeromq', raw.zeromq, 'at least one SEND_SPEC,RECV_SPEC is needed');
+  const sockets = socketsOf(raw, cwd);
+  if (zeromq.length === 0 && cluster === null && sockets.length === 0) {
+    throw new ConfigError('zeromq', raw.zeromq,
+      'at least one SEND_SPEC,RECV_SPEC (or --http, --socket, --fastcgi-socket) is needed');
   }
   const module = raw.module === undefined || raw.module === '' ? null : String(raw.module);
   const config: FleetConfig = {
     zeromq,
+    sockets: Object.freeze(sockets),
+    socketLimits: socketLimitsOf(raw),
+    chmodSocket: fileMode(raw.chmodSocket),
     module,
     interface: oneOf('interface', raw.interface, ['auto', 'node', 'fetch'], 'auto'),
     fastWebGlobals: bool('fastWebGlobals', raw.fastWebGlobals),

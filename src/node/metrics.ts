@@ -109,6 +109,20 @@ function writeHistogram(out: Exposition, units: LabelledUnit[]): void {
   }
 }
 
+// Requests by transport, and the standard sockets' refusals, per unit.
+function writeTransports(out: Exposition, units: LabelledUnit[]): void {
+  const requests = 'm2fleet_transport_requests_total';
+  out.declare(requests, 'counter', 'Requests the app started on, by transport (zeromq, http, uwsgi, fastcgi).');
+  for (const { labels, unit } of units) {
+    for (const [via, n] of Object.entries(unit.transports ?? {})) out.sample(requests, { ...labels, via }, n);
+  }
+  const refused = 'm2fleet_socket_refused_total';
+  out.declare(refused, 'counter', 'Connections or requests refused on the standard sockets (bad input, limits), by kind.');
+  for (const { labels, unit } of units) {
+    for (const [via, n] of Object.entries(unit.socketRefused ?? {})) out.sample(refused, { ...labels, via }, n);
+  }
+}
+
 function writeFleet(out: Exposition, s: FleetSnapshot, units: LabelledUnit[]): void {
   out.declare('m2fleet_restarts_total', 'counter',
     'Worker processes restarted or replaced by the master, by reason.');
@@ -182,6 +196,7 @@ export function renderPrometheus(s: FleetSnapshot): string {
   writeUnitCounter(out, units, 'm2fleet_notices_total', 'counter',
     'Mongrel2 notices (disconnect, credits, other) per unit.',
     (u) => u.notices);
+  writeTransports(out, units);
   writeFleet(out, s, units);
   writeCluster(out, s);
   return out.toString();

@@ -2,10 +2,13 @@
  * Starts one handler unit in the calling thread: loads the app, connects
  * to every Mongrel2 endpoint under a fresh identity, and says how to stop.
  */
+import cluster from 'node:cluster';
 import http from 'node:http';
+import type net from 'node:net';
 import { v4 as uuidv4 } from 'uuid';
 import {
   HandlerUnit, loadApp, testApp, type ActiveRequest, type CompletedRequest, type Logger,
+  type SocketListener,
 } from '../handler/index.js';
 import type { FleetConfig } from './config.js';
 
@@ -40,9 +43,42 @@ async function appServer(config: FleetConfig, log: Logger): Promise<{
   });
 }
 
-/** Loads the app and starts one unit on all endpoints. */
+/**
+ * Listens on an inherited descriptor of a socket the master bound. Node
+ * routes a listen on a descriptor in a cluster worker through the master
+ * (which a thread cannot reach); for the length of this synchronous call
+ * the thread says it is the primary, so Node listens here directly.
+ */
+function listenOnDescriptor(server: net.Server, fd: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    const c = cluster as { isPrimary: boolean };
+    const saved = c.isPrimary;
+    c.isPrimary = true;
+    try {
+      server.listen({ fd }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    } finally {
+      c.isPrimary = saved;
+    }
+  });
+}
+
+/** The unit's standard sockets, from descriptors the master sent. */
+function socketListeners(config: FleetConfig, fds: readonly number[]): SocketListener[] {
+  return config.sockets.flatMap((spec, i) => {
+    const fd = fds[i];
+    if (fd === undefined) return [];
+    return [{ kind: spec.kind, address: spec.address, listen: (s: net.Server) => listenOnDescriptor(s, fd) }];
+  });
+}
+
+/** Loads the app and starts one unit on all endpoints and sockets. */
 export async function startUnit(
-  config: FleetConfig, log: Logger, hooks: UnitHooks = {}, lingerMs = 2000,
+  config: FleetConfig, log: Logger, socketFds: readonly number[] = [], hooks: UnitHooks = {},
+  lingerMs = 2000,
 ): Promise<Serving> {
   const app = await appServer(config, log);
   const identity = uuidv4();
@@ -63,6 +99,8 @@ export async function startUnit(
     maxMessageSize: config.maxMessageSize,
     subscribeTimeoutMs: config.subscribeTimeoutMs,
     lingerMs,
+    sockets: socketListeners(config, socketFds),
+    socketLimits: config.socketLimits,
     ...hooks,
   });
   await unit.start();
@@ -70,6 +108,7 @@ export async function startUnit(
     app: app.kind,
     module: config.module,
     endpoints: config.zeromq.map((e) => `${e.sendSpec},${e.recvSpec}`),
+    ...(config.sockets.length > 0 ? { sockets: config.sockets.map((s) => `${s.kind} ${s.address}`) } : {}),
   }, 'unit ready');
   return {
     unit,

@@ -5,6 +5,7 @@
  */
 
 import type { ClusterSnapshot } from '../cluster/member.js';
+import type { SocketKind, Transport } from '../handler/index.js';
 
 /** Lifecycle of a unit (one Mongrel2 consumer in one thread). */
 export type UnitState = 'starting' | 'ready' | 'draining' | 'stopped';
@@ -31,6 +32,10 @@ export interface UnitSnapshot {
   durationBuckets: number[];
   /** Sum of request durations in seconds. */
   durationSum: number;
+  /** Requests started, by how they arrived (ZeroMQ or a standard socket). */
+  transports?: Record<Transport, number>;
+  /** Bad input or limits on the standard sockets, by kind. */
+  socketRefused?: Record<SocketKind, number>;
   startedAt: number;
 }
 

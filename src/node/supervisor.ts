@@ -10,6 +10,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import type { Logger } from '../handler/types.js';
 import type { FleetConfig } from './config.js';
 import { Inbox } from './inbox.js';
+import { bindSockets, closeSockets } from './listen-sockets.js';
 import type { FleetSnapshot, ProcessSnapshot, RestartReason } from './snapshot.js';
 import type { AnswerTarget, ToMaster, ToWorker } from './worker-process.js';
 
@@ -66,6 +67,9 @@ export function startMaster(
   let announceReady: () => void = () => undefined;
   const ready = new Promise<void>((r) => { announceReady = r; });
 
+  // Standard sockets are bound once, here, before any process starts: a
+  // port in use stops m2fleet at once with the address named.
+  const sockets = bindSockets(initial.sockets, initial.chmodSocket, log.child({ component: 'sockets' }));
   cluster.setupPrimary({ exec: entry.pathname, silent: false });
 
   const count = (reason: RestartReason): void => {
@@ -119,6 +123,17 @@ export function startMaster(
         return;
       case 'ready':
         onReady(slot, worker, msg.units);
+        return;
+      case 'want-sockets':
+        // One duplicate per unit thread (each IPC send makes a new
+        // descriptor in the process), so a thread that ends closes only
+        // its own.
+        for (let thread = 0; thread < msg.threads; thread++) {
+          sockets.forEach((b, listener) => {
+            const message: ToWorker = { t: 'socket', listener, thread };
+            if (worker.isConnected()) worker.send(message, b.handle as unknown as import('node:net').Server);
+          });
+        }
         return;
       case 'snapshot':
         if (worker === slot.worker) slot.snapshot = msg.snapshot;
@@ -247,6 +262,7 @@ export function startMaster(
       await Promise.race([Promise.all(exits), new Promise((r) => setTimeout(r, bound).unref())]);
       for (const w of all) if (!w.isDead()) w.process.kill('SIGKILL');
       inbox.close();
+      closeSockets(sockets);
       if (config.pidfile) rmSync(config.pidfile, { force: true });
       log.info({}, 'stopped');
     })();

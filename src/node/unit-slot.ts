@@ -8,14 +8,20 @@
  *   +---------+----------+----------+-----------+---------+--------+
  *   | 0 state | 1 reqs   | 2 infl.  | 3 malf.   | 4 refus.| 5 not. |
  *   +---------+----------+----------+-----------+---------+--------+
- *   | 6 dSum  | 7 oldest | 8 start  | 9.. duration buckets (+Inf) |
+ *   | 6 dSum  | 7 oldest | 8 start  | 9-12 requests by transport  |
  *   +---------+----------+----------+-----------------------------+
+ *   | 13-15 socket refusals by kind | 16.. duration buckets (+Inf) |
+ *   +-------------------------------+------------------------------+
  *   then DESCRIPTION_BYTES of UTF-8: "METHOD url" of the oldest request.
  */
+import { TRANSPORTS, type SocketKind, type Transport } from '../handler/index.js';
 import { DURATION_BUCKETS, type UnitSnapshot, type UnitState } from './snapshot.js';
 
 const STATES: readonly UnitState[] = ['starting', 'ready', 'draining', 'stopped'];
-const FIELDS = 9;
+const SOCKET_KINDS = TRANSPORTS.filter((t): t is SocketKind => t !== 'zeromq');
+const BY_TRANSPORT = 9;
+const BY_SOCKET = BY_TRANSPORT + TRANSPORTS.length;
+const FIELDS = BY_SOCKET + SOCKET_KINDS.length;
 const BUCKETS = DURATION_BUCKETS.length + 1;
 const DESCRIPTION_BYTES = 256;
 const NUMBERS = FIELDS + BUCKETS;
@@ -44,11 +50,16 @@ export class UnitSlot {
   }
 
   /** Called by the thread: counters after each change. */
-  setCounters(c: { malformed: number; refused: number; notices: number }, inflight: number): void {
+  setCounters(c: {
+    malformed: number; refused: number; notices: number;
+    transports: Record<Transport, number>; socketRefused: Record<SocketKind, number>;
+  }, inflight: number): void {
     this.#n[2] = inflight;
     this.#n[3] = c.malformed;
     this.#n[4] = c.refused;
     this.#n[5] = c.notices;
+    TRANSPORTS.forEach((t, i) => { this.#n[BY_TRANSPORT + i] = c.transports[t]; });
+    SOCKET_KINDS.forEach((k, i) => { this.#n[BY_SOCKET + i] = c.socketRefused[k]; });
   }
 
   /** Called by the thread when a response ends. */
@@ -90,6 +101,8 @@ export class UnitSlot {
       state: this.state,
       requests: n[1]!, inflight: n[2]!, malformed: n[3]!, refused: n[4]!, notices: n[5]!,
       durationSum: n[6]!,
+      transports: Object.fromEntries(TRANSPORTS.map((t, i) => [t, n[BY_TRANSPORT + i]!])) as Record<Transport, number>,
+      socketRefused: Object.fromEntries(SOCKET_KINDS.map((k, i) => [k, n[BY_SOCKET + i]!])) as Record<SocketKind, number>,
       durationBuckets: Array.from(n.subarray(FIELDS, FIELDS + BUCKETS)),
       startedAt: n[8]!,
     };

@@ -23,6 +23,8 @@ export interface UnitThreadData {
   slot: SharedArrayBuffer;
   /** Index of this unit in its process (0..threads-1). */
   index: number;
+  /** This thread's descriptor of each config.sockets entry, in order. */
+  socketFds: number[];
 }
 
 /** Messages between a unit thread and its controller. */
@@ -114,7 +116,7 @@ async function main(): Promise<void> {
     else if (msg.t === 'answer') serving?.unit.answerFor(msg.index, msg.sender, msg.connId);
   });
 
-  serving = await startUnit(config, log, {
+  serving = await startUnit(config, log, data.socketFds, {
     onRequestStart: () => {
       const oldest = serving?.unit.oldestRequest();
       if (oldest && slot.oldestStartedAt !== oldest.startedAt) {

@@ -19,12 +19,18 @@ import {
 export type ToMaster =
   | WireRelay
   | { t: 'ready'; units: string[] }
+  | { t: 'want-sockets'; threads: number }
   | { t: 'snapshot'; snapshot: ProcessSnapshot }
   | { t: 'recycle'; reason: 'max-requests' | 'reload-on-rss' }
   | { t: 'harakiri'; unit: string; request: string; seconds: number; answer: AnswerTarget }
   | { t: 'log-dropped'; count: number };
 /** Messages from the master to a worker process. */
-export type ToWorker = { t: 'stop' } | WireRelay | ({ t: 'answer' } & AnswerTarget);
+export type ToWorker =
+  | { t: 'stop' }
+  | WireRelay
+  | ({ t: 'answer' } & AnswerTarget)
+  /** Comes with a bound socket handle: listener index, for thread `thread`. */
+  | { t: 'socket'; listener: number; thread: number };
 /** Which request to answer 503 for: endpoint index, sender, connection id. */
 export type AnswerTarget = Omit<Answer, 't'>;
 /** A unit relay crossing processes (IPC carries text, hence base64). */
@@ -78,6 +84,22 @@ async function main(): Promise<void> {
     return stopping;
   };
 
+  // Socket descriptors per thread, as the master sends them. The handles
+  // are kept (never closed) for as long as the process lives: each unit
+  // thread listens on its descriptor and closes it when it ends, and
+  // closing the handle here too would close whatever reused that number.
+  const socketFds: number[][] = Array.from({ length: config.threads }, () => []);
+  const heldHandles: unknown[] = [];
+  let socketsArrived: () => void = () => undefined;
+  const allSockets = new Promise<void>((r) => { socketsArrived = r; });
+  let socketCount = 0;
+  const onSocket = (msg: { listener: number; thread: number }, handle: { fd?: number } | undefined): void => {
+    if (!handle || typeof handle.fd !== 'number' || !socketFds[msg.thread]) return;
+    heldHandles.push(handle);
+    socketFds[msg.thread]![msg.listener] = handle.fd;
+    if (++socketCount === config.sockets.length * config.threads) socketsArrived();
+  };
+
   const startThread = (index: number): Promise<UnitHandle> => new Promise((resolve, reject) => {
     const buffer = createSlotBuffer();
     // The master holds the Mongrel2-facing PULLs and forwards to these.
@@ -85,7 +107,9 @@ async function main(): Promise<void> {
     const unitConfig: FleetConfig = pulls ? {
       ...config, zeromq: config.zeromq.map((e, i) => ({ ...e, pullSpec: pulls[i]! })),
     } : config;
-    const data: UnitThreadData = { config: unitConfig, slot: buffer, index };
+    const data: UnitThreadData = {
+      config: unitConfig, slot: buffer, index, socketFds: socketFds[index] ?? [],
+    };
     const worker = new Worker(new URL('./unit-thread.js', import.meta.url), { workerData: data });
     const handle: UnitHandle = {
       worker, slot: new UnitSlot(buffer), identity: '', thread: worker.threadId,
@@ -114,8 +138,9 @@ async function main(): Promise<void> {
     });
   });
 
-  process.on('message', (msg: ToWorker) => {
+  process.on('message', (msg: ToWorker, handle?: { fd?: number }) => {
     if (msg.t === 'stop') void stopAll(0);
+    else if (msg.t === 'socket') onSocket(msg, handle);
     else if (msg.t === 'answer') units[0]?.worker.postMessage(msg satisfies ToUnit);
     else {
       const relay = fromWire(msg);
@@ -137,6 +162,12 @@ async function main(): Promise<void> {
   });
 
   try {
+    if (config.sockets.length > 0) {
+      send({ t: 'want-sockets', threads: config.threads });
+      const late = new Promise<never>((_, reject) => setTimeout(
+        () => reject(new Error('the master sent no socket descriptors')), 10_000).unref());
+      await Promise.race([allSockets, late]);
+    }
     for (let i = 0; i < config.threads; i++) units.push(await startThread(i));
   } catch (err) {
     log.error({ err }, 'cannot start units');

@@ -1,0 +1,88 @@
+/**
+ * The master's side of the standard sockets (--http, --socket,
+ * --fastcgi-socket): it binds each address once, at start, and never
+ * accepts on it. Every unit thread gets its own duplicate of the bound
+ * socket (sent to its process over IPC, which duplicates the descriptor)
+ * and listens and accepts on it, so all units of all processes share one
+ * accept queue and a reload never closes the port: new processes listen
+ * before the old ones stop.
+ */
+import { chmodSync, lstatSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { getSystemErrorName } from 'node:util';
+import { M2FleetError } from '../handler/errors.js';
+import type { Logger } from '../handler/types.js';
+import type { SocketSpec } from './config.js';
+
+/** A bound (not listening) socket handle, as libuv wraps it. */
+export interface BoundHandle {
+  readonly fd: number;
+  close(): void;
+}
+
+/** A socket bound by the master. */
+export interface BoundSocket {
+  readonly spec: SocketSpec;
+  readonly handle: BoundHandle;
+}
+
+// Node's cluster module binds sockets for its workers with this function;
+// it binds without listening, which is what the master needs. It is not
+// documented, but it has kept this shape since Node 0.x.
+type CreateServerHandle = (
+  address: string | null, port: number, addressType: number, fd?: number, flags?: number,
+) => BoundHandle | number;
+const createServerHandle = (net as unknown as { _createServerHandle: CreateServerHandle })._createServerHandle;
+
+/** A socket that cannot be bound; the message names the address. */
+export class ListenError extends M2FleetError {
+  constructor(spec: SocketSpec, why: string) {
+    super('M2F_LISTEN', `cannot listen on ${spec.address} (${spec.kind}): ${why}`);
+  }
+}
+
+function bindOne(spec: SocketSpec, mode: number | null, log: Logger): BoundSocket {
+  let result: BoundHandle | number;
+  if (spec.path !== null) {
+    // A socket file left by a process that died is replaced; anything
+    // else at that path is refused.
+    try {
+      if (!lstatSync(spec.path).isSocket()) throw new ListenError(spec, 'the path exists and is not a socket');
+      log.warn({ path: spec.path }, 'replacing an existing socket file');
+      rmSync(spec.path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    result = createServerHandle(spec.path, -1, -1);
+  } else {
+    result = createServerHandle(spec.host, spec.port!, net.isIP(spec.host!));
+  }
+  if (typeof result === 'number') throw new ListenError(spec, getSystemErrorName(result));
+  if (spec.path !== null && mode !== null) chmodSync(spec.path, mode);
+  if (spec.host === '0.0.0.0' || spec.host === '::') {
+    log.warn({ kind: spec.kind, address: spec.address },
+      'listening on every interface; give an address such as 127.0.0.1:PORT to limit it');
+  }
+  log.info({ kind: spec.kind, address: spec.path ?? `${spec.host}:${spec.port}` }, 'socket bound');
+  return { spec, handle: result };
+}
+
+/** Binds every socket, or none: a failure closes those already bound. */
+export function bindSockets(specs: readonly SocketSpec[], mode: number | null, log: Logger): BoundSocket[] {
+  const bound: BoundSocket[] = [];
+  try {
+    for (const spec of specs) bound.push(bindOne(spec, mode, log));
+  } catch (err) {
+    closeSockets(bound);
+    throw err;
+  }
+  return bound;
+}
+
+/** Closes the master's handles and removes unix socket files. */
+export function closeSockets(bound: readonly BoundSocket[]): void {
+  for (const b of bound) {
+    b.handle.close();
+    if (b.spec.path !== null) rmSync(b.spec.path, { force: true });
+  }
+}

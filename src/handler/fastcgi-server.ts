@@ -36,6 +36,8 @@ export function serveFastCgi(tcp: Socket, ctx: GatewayContext): void {
   const { limits } = ctx;
   const reader = new FcgiReader();
   let current: Current | null = null;
+  // Requests refused with CANT_MPX_CONN: their remaining records are dropped.
+  const refusedIds = new Set<number>();
   let headerTimer: NodeJS.Timeout | null = null;
   let requestTimer: NodeJS.Timeout | null = null;
 
@@ -58,9 +60,12 @@ export function serveFastCgi(tcp: Socket, ctx: GatewayContext): void {
     c.finished = true;
     clearTimers();
     if (tcp.destroyed) return;
+    // Body records the app left unread are still read (and dropped).
+    tcp.resume();
     tcp.write(encodeEndRequest(c.id, 0, protocolStatus));
+    // A kept connection now waits for the next BEGIN_REQUEST; the idle
+    // timer closes it if none comes.
     if (!c.keepConn || ctx.draining()) tcp.end();
-    else startHeaderTimer();
   };
 
   // A refusal is an ordinary CGI response, so nginx shows it to the client.
@@ -136,10 +141,7 @@ export function serveFastCgi(tcp: Socket, ctx: GatewayContext): void {
       else refuse(c, 413, 'body over the limit');
       return;
     }
-    if (!ex.feedBody(content)) {
-      tcp.pause();
-      ex.body?.once('drain', () => tcp.resume());
-    }
+    if (!ex.feedBody(content)) ex.holdBack(tcp);
   };
 
   const onManagement = (rec: FcgiRecord): void => {
@@ -156,18 +158,23 @@ export function serveFastCgi(tcp: Socket, ctx: GatewayContext): void {
 
   const onRecord = (rec: FcgiRecord): void => {
     if (rec.requestId === 0) return onManagement(rec);
+    if (refusedIds.has(rec.requestId) && rec.type !== FCGI.BEGIN_REQUEST) return;
     const c = current;
     switch (rec.type) {
       case FCGI.BEGIN_REQUEST: {
         const { role, keepConn } = parseBeginRequest(rec.content);
         if (c && !c.finished) {
+          if (refusedIds.size >= 64) return fail('too many requests at once');
+          refusedIds.add(rec.requestId);
           tcp.write(encodeEndRequest(rec.requestId, 0, FCGI_STATUS.CANT_MPX_CONN));
           return;
         }
+        refusedIds.delete(rec.requestId);
         current = {
           id: rec.requestId, keepConn, params: [], paramBytes: 0, exchange: null,
           received: 0, finished: false,
         };
+        startHeaderTimer();
         if (role !== FCGI_RESPONDER) {
           current.finished = true;
           tcp.write(encodeEndRequest(rec.requestId, 0, FCGI_STATUS.UNKNOWN_ROLE));

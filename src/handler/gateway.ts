@@ -246,6 +246,26 @@ export class GatewayExchange implements SocketPeer {
     return ok;
   }
 
+  /**
+   * Pauses `source` until the app has read what it was given: the body
+   * drained, was finished, or the exchange ended. Call after feedBody()
+   * returned false.
+   */
+  holdBack(source: Socket): void {
+    const body = this.body;
+    if (!body || this.bodyDone || this.#ended) return;
+    source.pause();
+    const go = (): void => {
+      body.off('drain', go);
+      body.off('finish', go);
+      body.off('close', go);
+      source.resume();
+    };
+    body.on('drain', go);
+    body.on('finish', go);
+    body.on('close', go);
+  }
+
   /** The body of unknown length is complete (FastCGI's empty stdin). */
   endBody(): void {
     if (!this.body || this.body.writableEnded) return;

@@ -49,10 +49,7 @@ export function serveUwsgi(tcp: Socket, ctx: GatewayContext): void {
 
   function onData(chunk: Buffer): void {
     if (exchange) {
-      if (!exchange.feedBody(chunk)) {
-        tcp.pause();
-        exchange.body?.once('drain', () => tcp.resume());
-      }
+      if (!exchange.feedBody(chunk)) exchange.holdBack(tcp);
       return;
     }
     pending = pending.length > 0 ? Buffer.concat([pending, chunk]) : chunk;

@@ -15,7 +15,7 @@
  */
 import { createInterface } from 'node:readline';
 import { Push, Subscriber } from 'zeromq';
-import { buildHttpRequestFrame, parseReplyFrame } from './lib/mongrel2-message.ts';
+import { buildHttpRequestFrame, buildRequestFrame, parseReplyFrame } from './lib/mongrel2-message.ts';
 import { processTree, rssMiB, treeCpu } from './lib/proc.ts';
 import { ResponseTracker } from './lib/response-tracker.ts';
 import { percentile } from './lib/stats.ts';
@@ -38,6 +38,12 @@ export interface GeneratorOptions {
   uri: string;
   /** Request body (POST), as text. */
   body?: string;
+  /**
+   * Play `download.flow_control=1`: the first request of each connection
+   * carries DOWNLOAD_CREDITS 102400, and every reply frame is answered
+   * with a credits notice for its body bytes, as Mongrel2 does.
+   */
+  flowControl?: boolean;
   /** Sample the tree's RSS every second (the long RSS run). */
   sampleRss?: boolean;
   /** Give up when the handler sends nothing for this long (ms). Default 10000. */
@@ -78,6 +84,9 @@ export interface GeneratorResult {
 interface Conn {
   id: number;
   frame: Buffer;
+  /** The frame of the connection's first request (DOWNLOAD_CREDITS in flow-control mode). */
+  firstFrame: Buffer;
+  first: boolean;
   sentAt: number;
   inFlight: boolean;
   tracker: ResponseTracker;
@@ -112,18 +121,33 @@ export async function runGenerator(
   await push.bind(`tcp://127.0.0.1:${opts.sendPort}`);
   await sub.bind(`tcp://127.0.0.1:${opts.recvPort}`);
   sub.subscribe();
-  emit({ event: 'bound' });
-  const { rootPid } = await start();
+  let rootPid = 0;
 
   const body = opts.body === undefined ? undefined : Buffer.from(opts.body);
-  const headers = body ? { 'content-type': 'application/json', accept: '*/*' } : { accept: '*/*' };
+  const headers: Record<string, string> = body ? { 'content-type': 'application/json', accept: '*/*' } : { accept: '*/*' };
   const conns: Conn[] = [];
   for (let id = 1; id <= opts.window; id++) {
-    const frame = buildHttpRequestFrame({
-      sender: opts.sender, connId: id, method: opts.method, uri: opts.uri, headers, ...(body ? { body } : {}),
-    });
-    conns.push({ id, frame, sentAt: 0, inFlight: false, tracker: new ResponseTracker() });
+    const parts = { sender: opts.sender, connId: id, method: opts.method, uri: opts.uri, headers, ...(body ? { body } : {}) };
+    const frame = buildHttpRequestFrame(parts);
+    const firstFrame = opts.flowControl
+      ? buildHttpRequestFrame({ ...parts, extra: { DOWNLOAD_CREDITS: '102400' } })
+      : frame;
+    conns.push({ id, frame, firstFrame, first: true, sentAt: 0, inFlight: false, tracker: new ResponseTracker() });
   }
+  // Credits notices, one per (connection, byte count), built once.
+  const notices = new Map<string, Buffer>();
+  const creditsNotice = (id: number, bytes: number): Buffer => {
+    const key = `${id} ${bytes}`;
+    let frame = notices.get(key);
+    if (!frame) {
+      frame = buildRequestFrame({
+        sender: opts.sender, connId: id, path: '@*',
+        headers: { METHOD: 'JSON', DOWNLOAD_CREDITS: String(bytes) }, body: Buffer.from('{"type":"credits"}'),
+      });
+      if (notices.size < 100_000) notices.set(key, frame);
+    }
+    return frame;
+  };
 
   const total = opts.warmup + opts.requests;
   const latencies = new Float64Array(opts.requests);
@@ -148,23 +172,37 @@ export async function runGenerator(
   const rssSamples: RssSample[] = [];
 
   // Sends go through one queue: zeromq.js allows one send in flight.
-  const queue: Conn[] = [];
+  // A queued Buffer is a notice; a queued Conn is its next request.
+  const queue: (Conn | Buffer)[] = [];
   let pumping = false;
+  let requestsQueued = 0;
   const pump = async (): Promise<void> => {
     pumping = true;
     while (queue.length > 0 && !stopSending) {
       const batch = queue.splice(0, queue.length);
       for (const c of batch) {
+        if (Buffer.isBuffer(c)) {
+          await push.send(c);
+          continue;
+        }
+        requestsQueued--;
         c.sentAt = performance.now();
         c.inFlight = true;
         sent++;
-        await push.send(c.frame);
+        const frame = c.first ? c.firstFrame : c.frame;
+        c.first = false;
+        await push.send(frame);
       }
     }
     pumping = false;
   };
+  const notify = (frame: Buffer): void => {
+    queue.push(frame);
+    if (!pumping) void pump();
+  };
   const request = (c: Conn): void => {
-    if (stopSending || sent + queue.length >= total) return;
+    if (stopSending || sent + requestsQueued >= total) return;
+    requestsQueued++;
     queue.push(c);
     if (!pumping) void pump();
   };
@@ -223,6 +261,7 @@ export async function runGenerator(
           malformed++;
           continue;
         }
+        if (opts.flowControl) notify(creditsNotice(id, frame.length - reply.bodyAt));
         const state = c.tracker.feed(frame.subarray(reply.bodyAt));
         if (state === 'complete') onComplete(c, now);
         else if (state === 'malformed') {
@@ -234,8 +273,13 @@ export async function runGenerator(
     }
   };
 
-  if (opts.warmup === 0) startMeasuring();
+  // Reading starts before the handler does: a SUB that nobody reads does
+  // not pass its subscription on, and the handler would wait for it.
   const receiving = receiveLoop();
+  emit({ event: 'bound' });
+  rootPid = (await start()).rootPid;
+  lastReply = performance.now();
+  if (opts.warmup === 0) startMeasuring();
   for (const c of conns) request(c);
 
   // Watch the clock: the measured phase ends by count or by time, and a

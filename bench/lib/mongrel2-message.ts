@@ -36,6 +36,8 @@ export interface HttpRequestParts {
   /** Client headers, lowercase; `host` defaults to 'localhost'. */
   headers?: WireHeaders;
   body?: Buffer;
+  /** Mongrel2's own uppercase extras (DOWNLOAD_CREDITS, ...). */
+  extra?: Record<string, string>;
   /** Wire: PATTERN, the route that matched; default '/'. */
   pattern?: string;
   protocol?: 'json' | 'tnetstring';
@@ -98,6 +100,7 @@ export function buildHttpRequestFrame(parts: HttpRequestParts): Buffer {
   headers['PATTERN'] = parts.pattern ?? '/';
   headers['URL_SCHEME'] = 'http';
   headers['REMOTE_ADDR'] = '127.0.0.1';
+  Object.assign(headers, parts.extra);
   return buildRequestFrame({
     sender: parts.sender, connId: parts.connId, path, headers, body,
     protocol: parts.protocol ?? 'json',
@@ -122,15 +125,15 @@ export function parseReplyFrame(frame: Buffer): ReplyFrame | null {
   const sp = frame.indexOf(0x20);
   const colon = sp < 0 ? -1 : frame.indexOf(0x3a, sp + 1);
   if (sp <= 0 || colon < 0 || colon - sp > 11) return null;
-  const len = Number(frame.latin1Slice(sp + 1, colon));
+  const len = Number(frame.toString('latin1', sp + 1, colon));
   const idsEnd = colon + 1 + len;
   if (!Number.isInteger(len) || len <= 0 || frame[idsEnd] !== 0x2c || frame[idsEnd + 1] !== 0x20) {
     return null;
   }
-  let idText = frame.latin1Slice(colon + 1, idsEnd);
+  let idText = frame.toString('latin1', colon + 1, idsEnd);
   const extended = idText.startsWith('X ');
   if (extended) idText = idText.slice(2);
   const ids = idText.trim().split(' ').map(Number);
   if (ids.some((id) => !Number.isInteger(id) || id < 0)) return null;
-  return { sender: frame.latin1Slice(0, sp), ids, bodyAt: idsEnd + 2, extended };
+  return { sender: frame.toString('latin1', 0, sp), ids, bodyAt: idsEnd + 2, extended };
 }

@@ -74,7 +74,7 @@ export class ResponseTracker {
     const all = this.#joined();
     const at = all.indexOf(HEAD_END);
     if (at < 0) return false;
-    const head = readHead(all.latin1Slice(0, at + 2));
+    const head = readHead(all.toString('latin1', 0, at + 2));
     if (head === null || (head.length === null && !head.chunked)) {
       this.#headLength = -1;
       this.#parts = [];

@@ -40,8 +40,8 @@ def main(send_spec, recv_spec):
         head = b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n"
         target = b"%s %d:%s, " % (sender, len(conn_id), conn_id)
         pub.send(target + head % (ctype, len(out)) + out)
-        close = headers.get("connection", "").lower() == "close"
-        if close or headers.get("VERSION") == "HTTP/1.0":
+        conn = headers.get("connection", "").lower()
+        if conn == "close" or (headers.get("VERSION") == "HTTP/1.0" and conn != "keep-alive"):
             pub.send(target)
 
 

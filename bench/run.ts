@@ -16,12 +16,13 @@
  *    --quick). Everything it started is stopped by pid, even on Ctrl-C.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { renderChartSvg, svgToPng } from './lib/chart.ts';
+import { summarizeProfile, topByFile, topBySelf, type CpuProfile } from './lib/cpuprofile.ts';
 import { cleanupAll, killAllNow, makeTempDir } from './lib/children.ts';
 import { runHandlerOnly, type HandlerOnlySpec } from './lib/handler-only.ts';
 import type { BenchData, HandlerOnlyCell, HttpCell, ServerInfo, WorkloadInfo } from './lib/model.ts';
@@ -29,7 +30,7 @@ import { checkTools } from './lib/preflight.ts';
 import { httpRequest, type CheckResponse } from './lib/net.ts';
 import { chartPanels, markdownReport, textReport } from './lib/report.ts';
 import {
-  startM2fleetServer, startNginxUwsgiServer, startNodeHttpServer, startPythonServer, startStaticServer,
+  snapshotBuild, startM2fleetServer, startNginxUwsgiServer, startNodeHttpServer, startPythonServer, startStaticServer,
   type BenchPaths, type RunningServer,
 } from './lib/servers.ts';
 import { postScript, runWrk } from './lib/wrk.ts';
@@ -117,6 +118,7 @@ function handlerOnlySpecs(seconds: number): HandlerOnlySpec[] {
 
 interface Flags {
   quick: boolean;
+  profile: boolean;
   longRss: boolean;
   rounds: number;
   seconds: number;
@@ -132,6 +134,7 @@ function readFlags(argv: string[]): Flags {
     args: argv,
     options: {
       quick: { type: 'boolean', default: false },
+      profile: { type: 'boolean', default: false },
       'long-rss': { type: 'boolean', default: false },
       rounds: { type: 'string' },
       seconds: { type: 'string' },
@@ -155,6 +158,7 @@ function readFlags(argv: string[]): Flags {
   };
   return {
     quick,
+    profile: values.profile ?? false,
     longRss: values['long-rss'] ?? false,
     rounds: Math.round(num(values.rounds, quick ? 1 : 3, 'rounds')),
     seconds: num(values.seconds, quick ? 1 : 5, 'seconds'),
@@ -170,6 +174,8 @@ function readUsage(): string {
   return [
     'npm run bench -- [options]',
     '  --quick              1 round of 1 s at 8 connections; results to bench/results/',
+    '  --profile            only profile m2fleet -p 1 under handler-only hello load (node --cpu-prof)',
+    '                       and print where its time goes; profiles kept in bench/results/profile/',
     '  --long-rss           also push 1,000,000 requests through m2fleet and report RSS growth',
     '  --rounds N           rounds of every run (default 3)',
     '  --seconds S          seconds per wrk run and per handler-only run (default 5)',
@@ -352,12 +358,36 @@ async function writeOutputs(flags: Flags, data: BenchData): Promise<void> {
   log(`wrote ${relative(ROOT, join(flags.out, 'bench.md'))}, bench.json, bench.svg${png.ok ? ', bench.png' : ''}`);
 }
 
+/** Runs the hello handler-only load against m2fleet under --cpu-prof and prints the top functions. */
+async function runProfile(flags: Flags): Promise<void> {
+  const dir = join(ROOT, 'bench', 'results', 'profile');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const spec = handlerOnlySpecs(flags.seconds).find((x) => x.id === 'hello-p1')!;
+  const r = await runHandlerOnly({ ...PATHS, nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir] }, spec);
+  const lines = [`profiled m2fleet -p 1 under handler-only hello load (window 64, pinned): ` +
+    `${Math.round(r.result.requestsPerSecond)} req/s, ${r.result.handlerCpuMicrosPerRequest.toFixed(1)} µs CPU/req ` +
+    `(by pid: ${Object.entries(r.result.cpuSecondsByPid).map(([pid, s]) => `${pid} ${s.toFixed(2)} s`).join(', ')})`];
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).sort()) {
+    const summary = summarizeProfile(JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile);
+    lines.push('', `${file} (pid.thread): ${summary.totalMs.toFixed(0)} ms sampled`, ...topBySelf(summary, 25),
+      '  by file:', ...topByFile(summary, 12));
+  }
+  process.stdout.write(`${lines.join('\n')}\n\nprofiles: ${relative(ROOT, dir)}/ (open in Chrome DevTools or speedscope)\n`);
+}
+
 async function main(): Promise<void> {
   const flags = readFlags(process.argv.slice(2));
   const started = Date.now();
   const problems = checkTools(PATHS.cli);
   if (problems.length > 0) {
     throw new Error(`cannot run the bench:\n  ${problems.join('\n  ')}\nrun: bash scripts/setup.sh`);
+  }
+  const scratch = makeTempDir('m2fleet-bench-');
+  PATHS.cli = snapshotBuild(ROOT, scratch);
+  if (flags.profile) {
+    await runProfile(flags);
+    return;
   }
   const concs = flags.quick ? [8] : [8, 64];
   const helloConcs = flags.quick ? [8] : [1, 8, 64];
@@ -373,7 +403,6 @@ async function main(): Promise<void> {
     workloads: chosen.map(({ id, title, base, concurrencies, servers }) => ({ id, title, base, concurrencies, servers })),
     http: [], handlerOnly: [], longRss: null, notes: [],
   };
-  const scratch = makeTempDir('m2fleet-bench-');
   if (flags.http) await runHttp(flags, chosen, data, scratch);
   if (flags.handlerOnly) await runHandlerOnlyPart(flags, data);
   if (flags.longRss) await runLongRss(data);

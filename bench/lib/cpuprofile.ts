@@ -85,3 +85,17 @@ export function topBySelf(summary: { totalMs: number; functions: FunctionCost[] 
   return busy.sort((a, b) => b.selfMs - a.selfMs).slice(0, n).map((f) =>
     `${((f.selfMs / Math.max(busyMs, 1e-9)) * 100).toFixed(1).padStart(5)}%  ${f.selfMs.toFixed(0).padStart(6)} ms  ${f.name}  ${f.where}`);
 }
+
+/** Self time summed per source file (node internals, packages, dist/ files), top `n`. */
+export function topByFile(summary: { functions: FunctionCost[] }, n: number): string[] {
+  const byFile = new Map<string, number>();
+  let busyMs = 0;
+  for (const f of summary.functions) {
+    if (f.name === '(idle)' || f.name === '(program)' || f.name === '(root)') continue;
+    const file = f.where ? f.where.replace(/:\d+$/, '') : f.name;
+    byFile.set(file, (byFile.get(file) ?? 0) + f.selfMs);
+    busyMs += f.selfMs;
+  }
+  return [...byFile].sort((a, b) => b[1] - a[1]).slice(0, n).map(([file, ms]) =>
+    `${((ms / Math.max(busyMs, 1e-9)) * 100).toFixed(1).padStart(5)}%  ${ms.toFixed(0).padStart(6)} ms  ${file}`);
+}

@@ -4,7 +4,7 @@
  * files (its ceiling), the Python reference handler behind Mongrel2,
  * nginx + uWSGI, and node:http serving the same Node app (the Node ceiling).
  */
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTempDir, removeTempDir, spawnTracked, stopTracked, unwatchPids, watchPids, type Tracked } from './children.ts';
 import { startMongrel2, type BenchMongrel2 } from './mongrel2.ts';
@@ -21,6 +21,20 @@ export interface BenchPaths {
   root: string;
   cli: string;
   apps: string;
+  /** Extra node flags for m2fleet (e.g. --cpu-prof); workers inherit them. */
+  nodeArgs?: string[];
+}
+
+/**
+ * Copies the built m2fleet (dist/ and package.json, with node_modules
+ * linked) into `into` and returns its CLI path, so that a rebuild of the
+ * work tree during a long run cannot change what is measured.
+ */
+export function snapshotBuild(root: string, into: string): string {
+  cpSync(join(root, 'dist'), join(into, 'dist'), { recursive: true });
+  copyFileSync(join(root, 'package.json'), join(into, 'package.json'));
+  symlinkSync(join(root, 'node_modules'), join(into, 'node_modules'));
+  return join(into, 'dist', 'node', 'cli.js');
 }
 
 /** A server that answers HTTP on 127.0.0.1:port. */
@@ -117,7 +131,7 @@ export async function startFleet(
   paths: BenchPaths, sendSpec: string, recvSpec: string, app: string, flags: FleetFlags,
   pinCpu?: number,
 ): Promise<StartedFleet> {
-  const args = [paths.cli, '--zeromq', `${sendSpec},${recvSpec}`, '--module', join(paths.apps, app),
+  const args = [...(paths.nodeArgs ?? []), paths.cli, '--zeromq', `${sendSpec},${recvSpec}`, '--module', join(paths.apps, app),
     '-p', String(flags.processes), '--threads', String(flags.threads)];
   const [command, fullArgs] = pinCpu === undefined
     ? [process.execPath, args]

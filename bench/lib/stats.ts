@@ -54,7 +54,7 @@ export function formatRate(value: number): string {
   if (value >= 1e6) return `${(value / 1e6).toFixed(2)}M`;
   if (value >= 1e4) return `${(value / 1e3).toFixed(1)}k`;
   if (value >= 1e3) return `${(value / 1e3).toFixed(2)}k`;
-  return value.toFixed(value >= 100 ? 0 : 1);
+  return value.toFixed(value >= 100 || value === 0 ? 0 : 1);
 }
 
 /** "12.3k (11.9k–12.8k)": median with the range of the rounds. */

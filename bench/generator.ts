@@ -15,7 +15,7 @@
  */
 import { createInterface } from 'node:readline';
 import { Push, Subscriber } from 'zeromq';
-import { buildHttpRequestFrame, buildRequestFrame, parseReplyFrame } from './lib/mongrel2-message.ts';
+import { buildCreditsNotice, buildHttpRequestFrame, parseReplyFrame } from './lib/mongrel2-message.ts';
 import { processTree, rssMiB, treeCpu } from './lib/proc.ts';
 import { ResponseTracker } from './lib/response-tracker.ts';
 import { percentile } from './lib/stats.ts';
@@ -140,10 +140,7 @@ export async function runGenerator(
     const key = `${id} ${bytes}`;
     let frame = notices.get(key);
     if (!frame) {
-      frame = buildRequestFrame({
-        sender: opts.sender, connId: id, path: '@*',
-        headers: { METHOD: 'JSON', DOWNLOAD_CREDITS: String(bytes) }, body: Buffer.from('{"type":"credits"}'),
-      });
+      frame = buildCreditsNotice(opts.sender, id, bytes);
       if (notices.size < 100_000) notices.set(key, frame);
     }
     return frame;

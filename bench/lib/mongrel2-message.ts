@@ -107,6 +107,20 @@ export function buildHttpRequestFrame(parts: HttpRequestParts): Buffer {
   });
 }
 
+/**
+ * A `download.flow_control` credits notice: Mongrel2 wrote `bytes` bytes
+ * of a reply to connection `connId`.
+ *
+ *   SENDER SP ID SP "@*" SP LEN:{"METHOD":"JSON","DOWNLOAD_CREDITS":"N"},18:{"type":"credits"},
+ */
+export function buildCreditsNotice(sender: string, connId: number, bytes: number): Buffer {
+  return buildRequestFrame({
+    sender, connId, path: '@*',
+    headers: { METHOD: 'JSON', DOWNLOAD_CREDITS: String(bytes) },
+    body: Buffer.from('{"type":"credits"}'),
+  });
+}
+
 /** One reply frame, split. */
 export interface ReplyFrame {
   sender: string;

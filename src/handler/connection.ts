@@ -72,6 +72,13 @@ export class Connection implements SocketPeer {
   uploadStart: string | null = null;
   /** The body being streamed in (`upload.stream`), if any. */
   upload: StreamedUpload | null = null;
+  /**
+   * A WebSocket handshake was handed to the app on this connection: its
+   * frames go to the socket, and the connection is never swept as idle.
+   */
+  websocket = false;
+  /** Last time Mongrel2 surely saw life here (a client frame, a keep-alive). */
+  lastHeard = Date.now();
   readonly #owner: ConnectionOwner;
   #out: Outgoing[] = [];
   #timer: NodeJS.Timeout | null = null;
@@ -91,8 +98,20 @@ export class Connection implements SocketPeer {
     return this.socket;
   }
 
+  /** The client is there and the app still has its socket. */
+  get open(): boolean {
+    return !this.peerGone && !this.closed && this.socket !== null && !this.socket.destroyed;
+  }
+
+  /** Replies are queued here or handed to ZeroMQ and not yet sent. */
+  get flushing(): boolean {
+    return this.#out.length > 0 || this.#sending > 0;
+  }
+
   /** True when nothing is in flight and nothing waits to be sent. */
   get idle(): boolean {
+    // An open WebSocket is a long request of its own, however quiet.
+    if (this.websocket && this.open) return false;
     return this.pending === 0 && this.#out.length === 0 && this.#sending === 0
       && !(this.socket?.busy ?? false);
   }
@@ -152,6 +171,35 @@ export class Connection implements SocketPeer {
       this.socket.destroy();
     }
     if (this.#timer) clearTimeout(this.#timer);
+  }
+
+  /**
+   * True, and the frame counted against the flow gate, when `bytes` may go
+   * to this connection now in a reply shared with other connections: only
+   * when nothing of this connection waits (in the socket or in the queue),
+   * so the shared frame neither overtakes nor splits one of its own.
+   */
+  takeShared(bytes: number, now: number): boolean {
+    if (!this.open || this.#out.length > 0 || this.#timer !== null) return false;
+    if ((this.socket?.writableLength ?? 0) > 0) return false;
+    if (this.flow.allowance(now) < bytes) return false;
+    this.lastActive = now;
+    this.flow.record(bytes, now);
+    return true;
+  }
+
+  /**
+   * Ends a WebSocket from m2fleet's side: a close frame (`frame`, already
+   * encoded) to the client, then the connection is closed; the app's
+   * socket is destroyed without a second close.
+   */
+  goAway(frame: Buffer): void {
+    if (this.socket) {
+      this.socket.quiet = true;
+      this.socket.destroy();
+    }
+    this.write([frame], () => undefined);
+    this.end(() => undefined);
   }
 
   /** Sends a complete raw response, then closes (used for refusals). */

@@ -10,6 +10,10 @@ export { testApp } from './test-app.js';
 export { M2FleetError, ProtocolError } from './errors.js';
 export { parseMessage, classifyMessage } from './message.js';
 export { encodeReply, encodeClose, encodeCtl } from './reply.js';
+export {
+  subscribe, unsubscribe, publish, broadcast,
+  type PushData, type PushOptions, type PushSocket, type PushTarget,
+} from './push.js';
 export type { Logger, Mongrel2Message, HeaderMap } from './types.js';
 export {
   type SocketListener, startSocketServer, createHttpFront,

@@ -44,6 +44,12 @@ export interface UnitOptions extends Omit<EndpointOptions, 'identity'> {
   onRelay?: (endpointIndex: number, frame: Buffer) => void;
   /** Called once when `auto` flow control learns that it is on. */
   onFlowControl?: () => void;
+  /**
+   * How often an open WebSocket with no client frame in that time gets a
+   * ctl keep-alive, so that Mongrel2's idle killer (`limits.min_ping`)
+   * spares it; keep it below min_ping. Milliseconds; default 5000.
+   */
+  websocketKeepAliveMs?: number;
 }
 
 /** A request the app is working on. */

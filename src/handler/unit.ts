@@ -8,7 +8,7 @@ import type { Readable } from 'node:stream';
 import { Connection, type ConnectionOwner } from './connection.js';
 import { DOWNLOAD_CREDITS } from './flow-gate.js';
 import {
-  BAD_REQUEST, HANDLER_TIMED_OUT, NOT_ALLOWED, NOT_IMPLEMENTED, TOO_LARGE,
+  BAD_REQUEST, HANDLER_TIMED_OUT, NOT_ALLOWED, TOO_LARGE,
 } from './canned-responses.js';
 import { DeferredQueue } from './deferred-queue.js';
 import { DRAIN_MARKER, Endpoint } from './endpoint.js';
@@ -20,11 +20,14 @@ import type {
 import { M2FleetError } from './errors.js';
 import { classifyMessage, creditsOf, headerString, parseMessage } from './message.js';
 import { Mongrel2Socket } from './mongrel2-socket.js';
-import { encodeClose, encodeCtl, encodeReply } from './reply.js';
+import { PUBLISH_MARKER, PushHub } from './push-hub.js';
+import { pushHubs } from './push.js';
+import { encodeClose, encodeCtl, encodeReply, splitTargets } from './reply.js';
 import { BadRequestHead, buildRequestHead } from './request-head.js';
 import { StreamedUpload } from './streamed-upload.js';
 import type { Logger, Mongrel2Message } from './types.js';
 import { discardUpload, openUpload, UploadRefused } from './upload.js';
+import { CLOSE_CODE, clientFrame, closeFrame, parseFlags } from './websocket-frame.js';
 
 export type {
   ActiveRequest, CompletedRequest, FlowControl, UnitCounters, UnitOptions,
@@ -37,6 +40,17 @@ interface Deferred {
   msg: Mongrel2Message;
   kind: 'http' | 'upload-chunk';
 }
+
+/** How a request is handed to the app (see #dispatch). */
+interface DispatchOptions {
+  /** Request-line method instead of METHOD (a handshake is a GET). */
+  method?: string;
+  /** Count it against the in-flight cap (not an upgrade, which never ends as a request). */
+  counted: boolean;
+}
+
+const NO_BODY = Buffer.alloc(0);
+const KEEPALIVE_MS = 5000;
 
 /** Deferred messages beyond which the unit stops reading. */
 const DEFER_LIMIT = 1024;
@@ -70,6 +84,8 @@ export class HandlerUnit {
   #loops: Promise<void>[] = [];
   #socketServers: SocketServer[] = [];
   #sweeper: NodeJS.Timeout | null = null;
+  #keepAlive: NodeJS.Timeout | null = null;
+  readonly #hub: PushHub;
   #stopping = false;
   #lastReceived = 0;
   #flowControl: FlowControl;
@@ -84,6 +100,13 @@ export class HandlerUnit {
       ...options, identity: options.identity,
     }, options.log));
     options.server.prependListener('request', (req, res) => this.#track(req, res));
+    this.#hub = new PushHub({
+      endpoints: this.#endpoints,
+      log: this.#log,
+      connection: (key) => this.#conns.get(key),
+      relay: options.onRelay ? (frame) => options.onRelay!(0, frame) : undefined,
+    });
+    pushHubs().add(this.#hub);
     // Node drops a CONNECT that no listener wants without a word; answer
     // it, unless the app listens for it itself. (Not 'upgrade': a listener
     // there would turn every Upgrade header into an upgrade.)
@@ -126,6 +149,9 @@ export class HandlerUnit {
     const sweepMs = Math.max(1000, Math.min(30_000, this.#options.idleTimeoutMs / 2));
     this.#sweeper = setInterval(() => this.#sweep(), sweepMs);
     this.#sweeper.unref();
+    const keepAliveMs = this.#options.websocketKeepAliveMs ?? KEEPALIVE_MS;
+    this.#keepAlive = setInterval(() => this.#keepWebSocketsAlive(keepAliveMs), keepAliveMs);
+    this.#keepAlive.unref();
   }
 
   /**
@@ -159,8 +185,14 @@ export class HandlerUnit {
     }
     for (const e of this.#endpoints) e.stopPulling();
     this.#wakeCapacity();
+    // Open WebSockets would outlive the unit: tell their clients to come
+    // back (1001 going away; they reconnect to a unit that stays).
+    pushHubs().delete(this.#hub);
+    for (const conn of this.#conns.values()) {
+      if (conn.websocket && conn.open) conn.goAway(closeFrame(CLOSE_CODE.goingAway, 'server restarting'));
+    }
     const busy = (): boolean => this.#inflight > 0 || this.#deferred.length > 0
-      || [...this.#conns.values()].some((c) => c.pending > 0 && !c.peerGone);
+      || [...this.#conns.values()].some((c) => (c.pending > 0 || c.flushing) && !c.peerGone);
     while (busy() && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -170,6 +202,7 @@ export class HandlerUnit {
     }
     for (const s of this.#socketServers) s.closeAll();
     if (this.#sweeper) clearInterval(this.#sweeper);
+    if (this.#keepAlive) clearInterval(this.#keepAlive);
     await Promise.all(this.#loops);
     await Promise.all(this.#endpoints.map((e) => e.close()));
   }
@@ -229,26 +262,37 @@ export class HandlerUnit {
       this.#log.debug({ kind, connId: msg.connId, path: msg.path, bytes: msg.body.length,
         stream: headerString(msg.headers, 'UPLOAD_STREAM') }, 'message');
     }
-    // Mongrel2 deals notices and upload pieces round-robin like requests,
-    // so they often reach a unit that does not hold the connection. Hand
-    // those to the sibling units (once; a relayed message is never relayed
-    // again) so that the owner's credits and streams keep moving.
-    if ((kind === 'notice-credits' || kind === 'notice-disconnect' || kind === 'upload-chunk')
-      && !this.#conns.has(key) && !this.#deferred.has(key)) {
+    // Mongrel2 deals notices, upload pieces and WebSocket frames
+    // round-robin like requests, so they often reach a unit that does not
+    // hold the connection. Hand those to the sibling units (once; a
+    // relayed message is never relayed again) so that the owner's
+    // credits, streams and sockets keep moving.
+    const held = kind === 'websocket-frame'
+      ? this.#conns.get(key)?.websocket === true
+      : this.#conns.has(key) || this.#deferred.has(key);
+    if ((kind === 'notice-credits' || kind === 'notice-disconnect' || kind === 'upload-chunk'
+      || kind === 'websocket-frame') && !held) {
       if (!relayed) this.#options.onRelay?.(index, frame);
       if (kind !== 'notice-disconnect') return;
     }
     // Order matters within a connection only: a message waits if an
     // earlier one of its connection waits, and a new request waits at the
-    // cap; the pieces of uploads already running always go through.
-    if ((kind === 'http' || kind === 'upload-chunk')
+    // cap; the pieces of uploads already running always go through. A
+    // handshake is not held at the cap: the WebSocket it opens is no
+    // request in flight.
+    const request = kind === 'http' || kind === 'websocket-handshake';
+    if ((request || kind === 'upload-chunk')
       && (this.#deferred.has(key) || (kind === 'http' && this.#atCap()))) {
-      this.#deferred.push({ endpoint, key, msg, kind });
+      this.#deferred.push({ endpoint, key, msg, kind: request ? 'http' : 'upload-chunk' });
       return;
     }
     switch (kind) {
       case 'http':
+      case 'websocket-handshake':
         this.#onRequest(endpoint, key, msg);
+        return;
+      case 'websocket-frame':
+        this.#onWebSocketFrame(key, msg);
         return;
       case 'notice-disconnect':
         this.counters.notices++;
@@ -261,11 +305,6 @@ export class HandlerUnit {
         return;
       case 'upload-chunk':
         this.#onUploadChunk(key, msg);
-        return;
-      case 'websocket-handshake':
-        // WebSocket support is not built yet: answer instead of leaving the
-        // client hanging until Mongrel2's idle timer.
-        this.#connection(endpoint, key, msg).refuse(NOT_IMPLEMENTED);
         return;
       default:
         this.counters.notices++;
@@ -287,9 +326,26 @@ export class HandlerUnit {
     }
     this.#log.warn({ connId: msg.connId, bytes: frame.length }, 'request too large; refused');
     const key = `${index} ${msg.sender} ${msg.connId}`;
-    if (classifyMessage(msg) === 'http') {
+    const kind = classifyMessage(msg);
+    if (kind === 'http') {
       this.#connection(endpoint, key, msg).refuse(TOO_LARGE);
+    } else if (kind === 'websocket-frame') {
+      // 1009 to the client; a frame this big is never relayed. Any unit
+      // may close any connection of its Mongrel2: when another unit holds
+      // it, that unit learns of the close from the notice its next write
+      // or keep-alive brings back.
+      const conn = this.#conns.get(key);
+      const close = closeFrame(CLOSE_CODE.tooBig, 'message too big');
+      if (conn?.websocket) conn.goAway(close);
+      else this.#closeFor(endpoint, msg.sender, msg.connId, close);
     }
+  }
+
+  // Writes a last frame and closes a connection this unit does not hold.
+  #closeFor(endpoint: Endpoint, sender: string, connId: string, last: Buffer): void {
+    if (endpoint.pub.closed) return;
+    endpoint.replies.enqueue(encodeReply(sender, [connId], last));
+    endpoint.replies.enqueue(encodeClose(sender, [connId]));
   }
 
   #connection(endpoint: Endpoint, key: string, msg: Mongrel2Message): Connection {
@@ -320,6 +376,10 @@ export class HandlerUnit {
   }
 
   #onRequest(endpoint: Endpoint, key: string, msg: Mongrel2Message): void {
+    if (classifyMessage(msg) === 'websocket-handshake') {
+      this.#onHandshake(endpoint, key, msg);
+      return;
+    }
     const conn = this.#connection(endpoint, key, msg);
     const start = msg.headers['x-mongrel2-upload-start'];
     const done = msg.headers['x-mongrel2-upload-done'];
@@ -338,6 +398,38 @@ export class HandlerUnit {
       return;
     }
     this.#dispatch(endpoint, conn, msg, msg.body, msg.body.length);
+  }
+
+  // Mongrel2 checked the upgrade headers and computed the accept key (the
+  // body), but the 101 is the handler's to send. The app gets the
+  // handshake as the GET it was, through Node's parser: an app listening
+  // for 'upgrade' (ws's handleUpgrade) writes the 101 and then frames
+  // into the socket; an app that does not sees an ordinary request.
+  #onHandshake(endpoint: Endpoint, key: string, msg: Mongrel2Message): void {
+    const conn = this.#connection(endpoint, key, msg);
+    conn.websocket = true;
+    conn.lastHeard = Date.now();
+    const upgrades = this.#options.server.listenerCount('upgrade') > 0;
+    this.#dispatch(endpoint, conn, msg, NO_BODY, 0, { method: 'GET', counted: !upgrades });
+  }
+
+  // One client frame, unmasked and whole (Mongrel2 joins fragments): it
+  // goes to the app's socket re-framed as the client sent it, for the
+  // app's WebSocket library to read.
+  #onWebSocketFrame(key: string, msg: Mongrel2Message): void {
+    const conn = this.#conns.get(key)!;
+    conn.lastHeard = Date.now();
+    conn.lastActive = conn.lastHeard;
+    const first = parseFlags(headerString(msg.headers, 'FLAGS'));
+    if (first === undefined) {
+      this.counters.malformed++;
+      this.#log.warn({ connId: msg.connId, flags: headerString(msg.headers, 'FLAGS') },
+        'websocket frame with bad FLAGS; connection closed');
+      if (conn.open) conn.goAway(closeFrame(CLOSE_CODE.protocolError));
+      return;
+    }
+    if (!conn.open) return;
+    for (const part of clientFrame(first, msg.body)) conn.socket!.feed(part);
   }
 
   async #onUploadDone(
@@ -399,10 +491,12 @@ export class HandlerUnit {
   #dispatch(
     endpoint: Endpoint, conn: Connection, msg: Mongrel2Message,
     body: Buffer | Readable, length: number | undefined,
+    how: DispatchOptions = { counted: true },
   ): void {
     let head: Buffer;
+    const headers = how.method === undefined ? msg.headers : { ...msg.headers, METHOD: how.method };
     try {
-      head = buildRequestHead(msg.headers, msg.path, {
+      head = buildRequestHead(headers, msg.path, {
         defaultHost: this.#options.defaultHost, bodyLength: length,
       });
     } catch (err) {
@@ -422,9 +516,11 @@ export class HandlerUnit {
     socket.mongrel2.mongrel2Headers = mongrel2Keys(msg);
     if (fresh) this.#options.server.emit('connection', socket);
     this.counters.requests++;
-    conn.pending++;
-    conn.unstarted++;
-    this.#unstarted++;
+    if (how.counted) {
+      conn.pending++;
+      conn.unstarted++;
+      this.#unstarted++;
+    }
     socket.feed(head);
     socket.feed(body);
   }
@@ -444,6 +540,9 @@ export class HandlerUnit {
     // therefore closed after its response when the fleet has more than
     // one unit (as uWSGI's plugin does for every connection).
     if (conn?.flow.credited && this.#options.units > 1) res.shouldKeepAlive = false;
+    // A handshake the app answered as a plain request: the client expects
+    // frames or nothing on this connection, so it ends with the response.
+    if (conn?.websocket) res.shouldKeepAlive = false;
     // A draining unit keeps no client: the next request goes elsewhere.
     if (!m2 && this.#stopping) res.shouldKeepAlive = false;
     const via = m2 ? 'zeromq' : socket instanceof GatewaySocket ? socket.via : 'http';
@@ -494,6 +593,11 @@ export class HandlerUnit {
    * holds that connection.
    */
   deliverRelayed(index: number, frame: Buffer): void {
+    if (frame.length >= PUBLISH_MARKER.length
+      && frame.subarray(0, PUBLISH_MARKER.length).equals(PUBLISH_MARKER)) {
+      this.#hub.deliverRelayed(frame);
+      return;
+    }
     // A draining unit no longer pulls but still finishes its responses,
     // and those need their credits.
     const endpoint = this.#endpoints[index];
@@ -565,6 +669,33 @@ export class HandlerUnit {
       },
       requestDone: (_count, conn) => this.#connectionGone(conn),
     };
+  }
+
+  // Mongrel2's idle killer closes a connection that has been silent past
+  // limits.min_ping (together with its read and write rates), without a
+  // notice. A WebSocket may rightly be silent that long, so every one
+  // that heard nothing for `intervalMs` gets a ctl keep-alive, 128 ids
+  // to a message. Sent to a client that is gone, it brings back the
+  // disconnect notice that ends the app's socket.
+  #keepWebSocketsAlive(intervalMs: number): void {
+    const now = Date.now();
+    const groups = new Map<string, { index: number; sender: string; ids: string[] }>();
+    for (const conn of this.#conns.values()) {
+      if (!conn.websocket || !conn.open || now - conn.lastHeard < intervalMs) continue;
+      conn.lastHeard = now;
+      const index = Number(conn.key.slice(0, conn.key.indexOf(' ')));
+      const group = `${index} ${conn.sender}`;
+      let g = groups.get(group);
+      if (!g) groups.set(group, g = { index, sender: conn.sender, ids: [] });
+      g.ids.push(conn.connId);
+    }
+    for (const g of groups.values()) {
+      const endpoint = this.#endpoints[g.index];
+      if (!endpoint || endpoint.pub.closed) continue;
+      for (const ids of splitTargets(g.ids)) {
+        endpoint.replies.enqueue(encodeCtl(g.sender, ids, { 'keep-alive': true }));
+      }
+    }
   }
 
   // Drops the state of keep-alive connections that have been idle for

@@ -150,7 +150,8 @@ export class HandlerUnit {
     this.#sweeper = setInterval(() => this.#sweep(), sweepMs);
     this.#sweeper.unref();
     const keepAliveMs = this.#options.websocketKeepAliveMs ?? KEEPALIVE_MS;
-    this.#keepAlive = setInterval(() => this.#keepWebSocketsAlive(keepAliveMs), keepAliveMs);
+    // Checked twice per period, so no socket stays silent much longer than it.
+    this.#keepAlive = setInterval(() => this.#keepWebSocketsAlive(keepAliveMs / 2), keepAliveMs / 2);
     this.#keepAlive.unref();
   }
 

@@ -192,3 +192,224 @@ describe('echo app (node:http + ws) with -p 2', () => {
     assert.equal(ev['code'], 4001);
   });
 });
+
+/** A raw TCP WebSocket client: handshake by hand, then any bytes. */
+async function rawClient(m2: Mongrel2Instance, path: string): Promise<{ socket: Socket; ended: Promise<Buffer> }> {
+  const socket = connect({ host: '127.0.0.1', port: m2.httpPort });
+  const chunks: Buffer[] = [];
+  const ended = new Promise<Buffer>((resolve) => {
+    socket.on('data', (d) => chunks.push(d));
+    socket.on('close', () => resolve(Buffer.concat(chunks)));
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  socket.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n`
+    + `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+  const deadline = Date.now() + 10_000;
+  while (!Buffer.concat(chunks).includes('\r\n\r\n')) {
+    if (Date.now() > deadline) throw new Error('no handshake answer');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.match(Buffer.concat(chunks).toString('latin1'), /^HTTP\/1\.1 101 /);
+  chunks.length = 0;
+  return { socket, ended };
+}
+
+/** A masked client frame with any first byte. */
+function maskedFrame(first: number, payload: Buffer): Buffer {
+  const key = randomBytes(4);
+  const masked = Buffer.from(payload.map((b, i) => b ^ key[i % 4]!));
+  return Buffer.concat([Buffer.from([first, 0x80 | payload.length]), key, masked]);
+}
+
+function withinMs<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`timed out: ${what}`)), ms))]);
+}
+
+describe('clients that go away or misbehave, with -p 2', () => {
+  let m2: Mongrel2Instance;
+  let fleet: FleetProcess;
+
+  before(async () => {
+    m2 = await startMongrel2();
+    fleet = await startFleet([...zeromqArgs(m2, 'json'), '--module', join(FIXTURES, 'ws-echo-app.mjs'),
+      '-p', '2', '--mercy', '2s'], { readyTimeoutMs: 30_000 });
+  });
+  after(async () => {
+    await fleet?.stop();
+    await m2?.stop();
+  });
+
+  test('a client killed mid-stream is noticed: its app socket closes once (1006)', async () => {
+    const c = await open(m2, '/ws?id=killed');
+    await waitForEvent(fleet, 'killed', 'open');
+    for (let i = 0; i < 50; i++) c.ws.send(randomBytes(2000), { binary: true });
+    c.ws.terminate();
+    const ev = await waitForEvent(fleet, 'killed', 'close');
+    assert.equal(ev['code'], 1006);
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(events(fleet, 'killed', 'close').length, 1);
+  });
+
+  test('an unmasked client frame makes Mongrel2 close that client only; the app socket closes once', async () => {
+    const other = await open(m2, '/ws?id=bystander1');
+    const bad = await rawClient(m2, '/ws?id=unmasked');
+    await waitForEvent(fleet, 'unmasked', 'open');
+    bad.socket.write(Buffer.from([0x81, 0x05, ...Buffer.from('hello')]));
+    await withinMs(bad.ended, 10_000, 'Mongrel2 closes the bad client');
+    const ev = await waitForEvent(fleet, 'unmasked', 'close');
+    assert.equal(ev['code'], 1006);
+    other.ws.send('still here');
+    const [msg] = await other.take(1);
+    assert.equal(msg!.data.toString(), 'still here');
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(events(fleet, 'unmasked', 'close').length, 1);
+    other.ws.terminate();
+  });
+
+  test('a frame with a reserved bit set is refused with close 1002; other sockets go on', async () => {
+    const other = await open(m2, '/ws?id=bystander2');
+    const bad = await rawClient(m2, '/ws?id=rsv');
+    await waitForEvent(fleet, 'rsv', 'open');
+    bad.socket.write(maskedFrame(0x80 | 0x40 | 0x1, Buffer.from('deflated?')));
+    const got = await withinMs(bad.ended, 10_000, 'the connection ends');
+    // The app's ws refuses the frame: a close frame with 1002 first.
+    assert.equal(got[0], 0x88, `close frame, got ${got.subarray(0, 8).toString('hex')}`);
+    assert.equal(got.readUInt16BE(2), 1002);
+    // The app's ws reports the error, then the close (1006: the client
+    // never answered with a close frame of its own), once.
+    const err = await waitForEvent(fleet, 'rsv', 'error');
+    assert.match(String(err['message']), /RSV1/);
+    await waitForEvent(fleet, 'rsv', 'close');
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(events(fleet, 'rsv', 'close').length, 1);
+    other.ws.send('fine');
+    const [msg] = await other.take(1);
+    assert.equal(msg!.data.toString(), 'fine');
+    other.ws.terminate();
+  });
+
+  test('an upgrade to a path the app refuses gets its answer and the connection ends', async () => {
+    const socket = connect({ host: '127.0.0.1', port: m2.httpPort });
+    const chunks: Buffer[] = [];
+    const ended = new Promise<string>((resolve) => {
+      socket.on('data', (d) => chunks.push(d));
+      socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+    });
+    socket.write('GET /nows HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n'
+      + `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    const text = await withinMs(ended, 10_000, 'refused upgrade');
+    assert.match(text, /^HTTP\/1\.1 404 /);
+  });
+});
+
+describe('chat app: publish() reaches every client of every unit, with -p 2', () => {
+  let m2: Mongrel2Instance;
+  let fleet: FleetProcess;
+
+  before(async () => {
+    m2 = await startMongrel2();
+    fleet = await startFleet([...zeromqArgs(m2, 'json', 'tnet'), '--module', join(FIXTURES, 'ws-chat-app.mjs'),
+      '-p', '2', '--mercy', '2s'], { readyTimeoutMs: 30_000 });
+  });
+  after(async () => {
+    await fleet?.stop();
+    await m2?.stop();
+  });
+
+  test('each line of each client reaches all 40 clients, on both handlers, text and binary', async () => {
+    const clients: Client[] = [];
+    try {
+      for (let i = 0; i < 40; i++) {
+        const c = await open(m2, `/${i % 2 === 0 ? 'json' : 'tnet'}/chat?id=u${i}`);
+        const [joined] = await c.take(1);
+        assert.equal(joined!.data.toString(), `joined u${i}`);
+        clients.push(c);
+      }
+      const speakers = [0, 7, 20, 33];
+      for (const s of speakers) clients[s]!.ws.send(`hello from ${s}`);
+      const blob = randomBytes(3000);
+      clients[5]!.ws.send(blob, { binary: true });
+      for (const c of clients) {
+        const got = await c.take(speakers.length + 1);
+        const texts = got.filter((m) => !m.binary).map((m) => m.data.toString()).sort();
+        assert.deepEqual(texts, speakers.map((s) => `u${s}: hello from ${s}`).sort());
+        const binaries = got.filter((m) => m.binary);
+        assert.equal(binaries.length, 1);
+        assert.ok(binaries[0]!.data.equals(blob));
+      }
+      const units = new Set(fleet.logs().filter((r) => r['msg'] === 'unit ready').map((r) => r['unit']));
+      assert.equal(units.size, 2);
+    } finally {
+      closeAll(clients);
+    }
+  });
+
+  test('a client that leaves stops getting lines and the others still get them', async () => {
+    const a = await open(m2, '/json/chat?id=stay');
+    const b = await open(m2, '/json/chat?id=leave');
+    await a.take(1);
+    await b.take(1);
+    b.ws.terminate();
+    await waitForEvent(fleet, 'leave', 'close');
+    a.ws.send('after');
+    const [msg] = await a.take(1);
+    assert.equal(msg!.data.toString(), 'stay: after');
+    a.ws.terminate();
+  });
+});
+
+describe('Hono app through @hono/node-server WebSocket support, one unit', () => {
+  let m2: Mongrel2Instance;
+  let fleet: FleetProcess;
+
+  before(async () => {
+    // A short idle killer: limits.min_ping 7 s, checked every second.
+    m2 = await startMongrel2({ minPing: 7, tickTimer: 1 });
+    fleet = await startFleet([...zeromqArgs(m2, 'json'), '--module', join(FIXTURES, 'ws-hono-app.mjs'),
+      '--mercy', '2s'], { readyTimeoutMs: 30_000 });
+  });
+  after(async () => {
+    await fleet?.stop();
+    await m2?.stop();
+  });
+
+  test('plain requests and a WebSocket route both work', async () => {
+    const res = await fetch(m2.url('/'), { signal: AbortSignal.timeout(5000) });
+    assert.equal(await res.text(), 'hono');
+    const c = await open(m2, '/ws');
+    c.ws.send('hi');
+    const [msg] = await c.take(1);
+    assert.equal(msg!.data.toString(), 'hono: hi');
+    c.ws.terminate();
+  });
+
+  test('with one unit, a burst of 300 messages comes back in order', async () => {
+    const c = await open(m2, '/ws');
+    for (let i = 0; i < 300; i++) c.ws.send(String(i));
+    const got = await c.take(300, 20_000);
+    assert.deepEqual(got.map((m) => m.data.toString()), Array.from({ length: 300 }, (_, i) => `hono: ${i}`));
+    c.ws.terminate();
+  });
+
+  test('a silent WebSocket outlives Mongrel2 idle timer (keep-alives) while an idle HTTP connection does not', async () => {
+    const c = await open(m2, '/ws');
+    const idle = connect({ host: '127.0.0.1', port: m2.httpPort });
+    const idleClosed = new Promise<number>((resolve) => idle.on('close', () => resolve(Date.now())));
+    idle.on('error', () => undefined);
+    idle.resume();
+    idle.write('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    const started = Date.now();
+    const killedAt = await withinMs(idleClosed, 15_000, 'Mongrel2 kills the idle HTTP connection');
+    assert.ok(killedAt - started >= 5000, `idle HTTP connection lasted ${killedAt - started} ms`);
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.equal(c.closed, null, 'the WebSocket is still open');
+    c.ws.send('still alive');
+    const [msg] = await c.take(1);
+    assert.equal(msg!.data.toString(), 'hono: still alive');
+    c.ws.terminate();
+  });
+});

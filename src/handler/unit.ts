@@ -268,6 +268,14 @@ export class HandlerUnit {
     // hold the connection. Hand those to the sibling units (once; a
     // relayed message is never relayed again) so that the owner's
     // credits, streams and sockets keep moving.
+    // Known shortcoming: a relayed WebSocket frame reaches its owner a
+    // little later than one Mongrel2 gave the owner directly, and
+    // Mongrel2's messages carry no sequence number to put them back in
+    // order. Under -p/--threads, frames a client sends back to back
+    // (less than about a millisecond apart) can reach the app out of
+    // order; frames sent one at a time (chat, request/response) keep
+    // theirs. Serve WebSocket routes from their own Mongrel2 handler with
+    // one unit when a burst's order matters (README "WebSockets").
     const held = kind === 'websocket-frame'
       ? this.#conns.get(key)?.websocket === true
       : this.#conns.has(key) || this.#deferred.has(key);

@@ -348,6 +348,26 @@ describe('chat app: publish() reaches every client of every unit, with -p 2', ()
     }
   });
 
+  test('a burst of 60 lines reaches all 20 clients whole (pacing keeps Mongrel2 queues under 16)', async () => {
+    const clients: Client[] = [];
+    try {
+      for (let i = 0; i < 20; i++) {
+        const c = await open(m2, `/json/chat?id=b${i}`);
+        await c.take(1);
+        clients.push(c);
+      }
+      for (let n = 0; n < 60; n++) clients[n % 3]!.ws.send(`line ${n} ${'x'.repeat(200)}`);
+      const expected = Array.from({ length: 60 }, (_, n) => `b${n % 3}: line ${n} ${'x'.repeat(200)}`).sort();
+      for (const c of clients) {
+        const got = await c.take(60, 20_000);
+        assert.deepEqual(got.map((m) => m.data.toString()).sort(), expected);
+        assert.equal(c.closed, null);
+      }
+    } finally {
+      closeAll(clients);
+    }
+  });
+
   test('a client that leaves stops getting lines and the others still get them', async () => {
     const a = await open(m2, '/json/chat?id=stay');
     const b = await open(m2, '/json/chat?id=leave');

@@ -25,6 +25,7 @@ class Client {
   readonly messages: Received[] = [];
   readonly pongs: Buffer[] = [];
   closed: { code: number; reason: string } | null = null;
+  error: Error | null = null;
   #waiters: (() => void)[] = [];
 
   constructor(url: string) {
@@ -41,7 +42,10 @@ class Client {
       this.closed = { code, reason: reason.toString() };
       this.#wake();
     });
-    this.ws.on('error', () => this.#wake());
+    this.ws.on('error', (err) => {
+      this.error = err;
+      this.#wake();
+    });
   }
 
   opened(): Promise<void> {
@@ -187,7 +191,7 @@ describe('echo app (node:http + ws) with -p 2', () => {
     const c = await open(m2, '/ws?id=srvclose');
     c.ws.send('close-me');
     await c.until(() => c.closed !== null, 'close');
-    assert.deepEqual(c.closed, { code: 4001, reason: 'asked to' });
+    assert.deepEqual(c.closed, { code: 4001, reason: 'asked to' }, `client error: ${c.error?.message}`);
     const ev = await waitForEvent(fleet, 'srvclose', 'close');
     assert.equal(ev['code'], 4001);
   });
@@ -236,11 +240,24 @@ describe('clients that go away or misbehave, with -p 2', () => {
   before(async () => {
     m2 = await startMongrel2();
     fleet = await startFleet([...zeromqArgs(m2, 'json'), '--module', join(FIXTURES, 'ws-echo-app.mjs'),
-      '-p', '2', '--mercy', '2s'], { readyTimeoutMs: 30_000 });
+      '-p', '2', '--mercy', '2s', '--max-message-size', '65536'], { readyTimeoutMs: 30_000 });
   });
   after(async () => {
     await fleet?.stop();
     await m2?.stop();
+  });
+
+  test('a message over --max-message-size gets close 1009; the app socket ends once', async () => {
+    const c = await open(m2, '/ws?id=huge');
+    await waitForEvent(fleet, 'huge', 'open');
+    c.ws.send(randomBytes(100_000), { binary: true });
+    await c.until(() => c.closed !== null, 'close');
+    assert.equal(c.closed!.code, 1009);
+    // The unit holding the socket closes it at once, or learns of the
+    // close from the notice its next keep-alive brings back (about 5 s).
+    await fleet.waitForLog((r) => r['ws'] === true && r['id'] === 'huge' && r['event'] === 'close', 12_000);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(events(fleet, 'huge', 'close').length, 1);
   });
 
   test('a client killed mid-stream is noticed: its app socket closes once (1006)', async () => {

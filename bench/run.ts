@@ -119,6 +119,8 @@ function handlerOnlySpecs(seconds: number): HandlerOnlySpec[] {
 interface Flags {
   quick: boolean;
   profile: boolean;
+  /** Re-render the outputs from a saved bench.json instead of measuring. */
+  fromJson: string | null;
   longRss: boolean;
   rounds: number;
   seconds: number;
@@ -135,6 +137,7 @@ function readFlags(argv: string[]): Flags {
     options: {
       quick: { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
+      'from-json': { type: 'string' },
       'long-rss': { type: 'boolean', default: false },
       rounds: { type: 'string' },
       seconds: { type: 'string' },
@@ -159,6 +162,7 @@ function readFlags(argv: string[]): Flags {
   return {
     quick,
     profile: values.profile ?? false,
+    fromJson: values['from-json'] ?? null,
     longRss: values['long-rss'] ?? false,
     rounds: Math.round(num(values.rounds, quick ? 1 : 3, 'rounds')),
     seconds: num(values.seconds, quick ? 1 : 5, 'seconds'),
@@ -176,6 +180,7 @@ function readUsage(): string {
     '  --quick              1 round of 1 s at 8 connections; results to bench/results/',
     '  --profile            only profile m2fleet -p 1 under handler-only hello load (node --cpu-prof)',
     '                       and print where its time goes; profiles kept in bench/results/profile/',
+    '  --from-json FILE     measure nothing: re-render bench.md/.svg/.png from a saved bench.json',
     '  --long-rss           also push 1,000,000 requests through m2fleet and report RSS growth',
     '  --rounds N           rounds of every run (default 3)',
     '  --seconds S          seconds per wrk run and per handler-only run (default 5)',
@@ -378,6 +383,13 @@ async function runProfile(flags: Flags): Promise<void> {
 
 async function main(): Promise<void> {
   const flags = readFlags(process.argv.slice(2));
+  if (flags.fromJson) {
+    const saved = JSON.parse(readFileSync(flags.fromJson, 'utf8')) as BenchData;
+    saved.notes = saved.notes.filter((n) => !n.startsWith('no PNG chart'));
+    await writeOutputs({ ...flags, out: flags.out === join(ROOT, 'docs') ? dirname(resolve(flags.fromJson)) : flags.out }, saved);
+    process.stdout.write(`${textReport(saved)}\n`);
+    return;
+  }
   const started = Date.now();
   const problems = checkTools(PATHS.cli);
   if (problems.length > 0) {

@@ -50,7 +50,8 @@ function panelSvg(panel: ChartPanel, x0: number, y0: number): string {
   const px = x0 + PLOT.left;
   const py = y0 + PLOT.top;
   const max = Math.max(0, ...panel.series.flatMap((s) => s.values.map((v) => (v && v.n > 0 ? v.max : 0))));
-  const { top, step } = niceScale(max);
+  // Headroom above the tallest whisker for its label.
+  const { top, step } = niceScale(max * 1.12);
   const y = (v: number): number => py + h - (v / top) * h;
 
   out.push(`<text x="${x0 + PANEL_W / 2}" y="${y0 + 22}" text-anchor="middle" font-size="15" font-weight="bold">${escapeXml(panel.title)}</text>`);
@@ -76,8 +77,13 @@ function panelSvg(panel: ChartPanel, x0: number, y0: number): string {
         out.push(`<line x1="${cx - 4}" x2="${cx + 4}" y1="${y(v.max)}" y2="${y(v.max)}" stroke="#222"/>`);
         out.push(`<line x1="${cx - 4}" x2="${cx + 4}" y1="${y(v.min)}" y2="${y(v.min)}" stroke="#222"/>`);
       }
+      // Narrow bars get their label turned upright, so neighbours never overlap.
       const label = formatRate(v.median);
-      out.push(`<text x="${bx + barW / 2}" y="${y(v.max) - 4}" text-anchor="middle" font-size="9">${label}</text>`);
+      const lx = bx + barW / 2;
+      const ly = y(v.max) - 4;
+      out.push(barW >= 30
+        ? `<text x="${lx}" y="${ly}" text-anchor="middle" font-size="9">${label}</text>`
+        : `<text x="${lx + 3}" y="${ly}" font-size="9" transform="rotate(-90 ${lx + 3} ${ly})">${label}</text>`);
     });
     out.push(`<text x="${px + gi * groupW + groupW / 2}" y="${py + h + 16}" text-anchor="middle" font-size="12">${c} conn${c === 1 ? '' : 's'}</text>`);
   });

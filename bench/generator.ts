@@ -16,7 +16,7 @@
 import { createInterface } from 'node:readline';
 import { Push, Subscriber } from 'zeromq';
 import { buildCreditsNotice, buildHttpRequestFrame, parseReplyFrame } from './lib/mongrel2-message.ts';
-import { processTree, rssMiB, treeCpu } from './lib/proc.ts';
+import { processTree, rssMiB, threadCpu, treeCpu } from './lib/proc.ts';
 import { ResponseTracker } from './lib/response-tracker.ts';
 import { percentile } from './lib/stats.ts';
 
@@ -63,8 +63,12 @@ export interface GeneratorResult {
   seconds: number;
   requestsPerSecond: number;
   latencyMs: { p50: number; p99: number; max: number };
+  /** The handler's root pid (m2fleet: the master); absent in runs saved before it was recorded. */
+  rootPid?: number;
   /** CPU seconds of the handler tree during the measured phase, per pid. */
   cpuSecondsByPid: Record<string, number>;
+  /** The same per thread, keyed "pid/tid name" (threads using ≥ 1 % of it). */
+  cpuSecondsByThread?: Record<string, number>;
   handlerCpuMicrosPerRequest: number;
   /** The generator's own CPU use over the measured phase, in cores. */
   generatorCores: number;
@@ -164,6 +168,8 @@ export async function runGenerator(
   let measureEnd = 0;
   let cpuBefore = new Map<number, number>();
   let cpuAfter = new Map<number, number>();
+  let threadsBefore = new Map<string, number>();
+  let threadsAfter = new Map<string, number>();
   let genCpuBefore = process.cpuUsage();
   let genCpu = { user: 0, system: 0 };
   const rssSamples: RssSample[] = [];
@@ -207,12 +213,14 @@ export async function runGenerator(
   const startMeasuring = (): void => {
     const pids = processTree(rootPid);
     cpuBefore = treeCpu(pids);
+    threadsBefore = threadCpu(pids);
     genCpuBefore = process.cpuUsage();
     measureStart = performance.now();
   };
   const stopMeasuring = (): void => {
     measureEnd = performance.now();
     cpuAfter = treeCpu([...cpuBefore.keys()]);
+    threadsAfter = threadCpu([...cpuBefore.keys()]);
     genCpu = process.cpuUsage(genCpuBefore);
   };
 
@@ -316,6 +324,11 @@ export async function runGenerator(
     cpuSecondsByPid[pid] = used;
     handlerCpu += used;
   }
+  const cpuSecondsByThread: Record<string, number> = {};
+  for (const [key, after] of threadsAfter) {
+    const used = after - (threadsBefore.get(key) ?? 0);
+    if (used >= handlerCpu * 0.01 && used > 0) cpuSecondsByThread[key] = used;
+  }
   const seconds = (measureEnd - measureStart) / 1000;
   const lat = Array.from(latencies.subarray(0, measured)).sort((a, b) => a - b);
   return {
@@ -324,7 +337,9 @@ export async function runGenerator(
     seconds,
     requestsPerSecond: seconds > 0 ? measured / seconds : 0,
     latencyMs: { p50: percentile(lat, 50), p99: percentile(lat, 99), max: lat[lat.length - 1] ?? 0 },
+    rootPid,
     cpuSecondsByPid,
+    cpuSecondsByThread,
     handlerCpuMicrosPerRequest: measured > 0 ? (handlerCpu / measured) * 1e6 : 0,
     generatorCores: seconds > 0 ? (genCpu.user + genCpu.system) / 1e6 / seconds : 0,
     rssMiBByPid,

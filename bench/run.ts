@@ -373,6 +373,10 @@ async function runProfile(flags: Flags): Promise<void> {
   const lines = [`profiled m2fleet -p 1 under handler-only hello load (window 64, pinned): ` +
     `${Math.round(r.result.requestsPerSecond)} req/s, ${r.result.handlerCpuMicrosPerRequest.toFixed(1)} µs CPU/req ` +
     `(by pid: ${Object.entries(r.result.cpuSecondsByPid).map(([pid, s]) => `${pid} ${s.toFixed(2)} s`).join(', ')})`];
+  lines.push('', 'CPU per request by thread (µs; pid/tid name):');
+  for (const [key, sec] of Object.entries(r.result.cpuSecondsByThread ?? {}).sort((a, b) => b[1] - a[1])) {
+    lines.push(`  ${((sec / Math.max(1, r.result.requests)) * 1e6).toFixed(1).padStart(6)}  ${key}${key.startsWith(`${r.result.rootPid}/`) ? '  (master)' : ''}`);
+  }
   for (const file of readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).sort()) {
     const summary = summarizeProfile(JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile);
     lines.push('', `${file} (pid.thread): ${summary.totalMs.toFixed(0)} ms sampled`, ...topBySelf(summary, 25),

@@ -26,6 +26,44 @@ export function cpuSeconds(pid: number): number {
   return f ? (Number(f[11]) + Number(f[12])) / CLOCK_TICKS : 0;
 }
 
+/** CPU seconds of one thread (`/proc/PID/task/TID/stat`), or 0 when gone. */
+function threadCpuSeconds(pid: number, tid: number): number {
+  try {
+    const text = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'latin1');
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
+  } catch {
+    return 0;
+  }
+}
+
+/** The thread's name (`comm`: node, ZMQbg/IO/0, libuv-worker, ...). */
+function threadName(pid: number, tid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/task/${tid}/comm`, 'latin1').trim();
+  } catch {
+    return '?';
+  }
+}
+
+/** CPU seconds per thread of the given processes, keyed "pid/tid name". */
+export function threadCpu(pids: readonly number[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const pid of pids) {
+    let tids: string[] = [];
+    try {
+      tids = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      continue;
+    }
+    for (const t of tids) {
+      const tid = Number(t);
+      out.set(`${pid}/${tid} ${threadName(pid, tid)}`, threadCpuSeconds(pid, tid));
+    }
+  }
+  return out;
+}
+
 /** The parent pid of a process, or -1 when it is gone. */
 export function parentPid(pid: number): number {
   const f = statFields(pid);

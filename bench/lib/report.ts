@@ -3,6 +3,7 @@
  * verdicts and the chart panels. Every ratio is paired: taken per round
  * between two runs of the same round, then summarised.
  */
+import type { GeneratorResult } from '../generator.ts';
 import type { ChartPanel } from './chart.ts';
 import type { BenchData, HandlerOnlyCell, HttpCell } from './model.ts';
 import {
@@ -80,12 +81,26 @@ function maxRss(x: HandlerOnlyCell | undefined): number[] {
   return hoValues(x, (r) => Math.max(...Object.values(r.result.rssMiBByPid)));
 }
 
+/**
+ * Share of the handler's CPU used by its root process (m2fleet: the master,
+ * which only forwards messages); null for a single-process handler. Runs
+ * saved before `rootPid` was recorded fall back to the lowest pid.
+ */
+export function rootShare(r: GeneratorResult): number | null {
+  const pids = Object.keys(r.cpuSecondsByPid).map(Number);
+  if (pids.length < 2) return null;
+  const root = r.rootPid ?? Math.min(...pids);
+  const total = Object.values(r.cpuSecondsByPid).reduce((a, b) => a + b, 0);
+  return total > 0 ? (r.cpuSecondsByPid[root] ?? 0) / total : null;
+}
+
 /** The handler-only table. */
 export function handlerOnlyTable(data: BenchData): Table {
-  const header = ['setup', 'window', 'req/s', 'handler CPU µs/req', 'p50', 'p99', 'RSS MiB per process',
+  const header = ['setup', 'window', 'req/s', 'handler CPU µs/req', 'master share', 'p50', 'p99', 'RSS MiB per process',
     'frames/response · close frames', 'generator cores'];
   const rows = data.handlerOnly.map((x) => {
-    if (x.error) return [x.label, String(x.window), `failed: ${x.error}`, '', '', '', '', '', ''];
+    if (x.error) return [x.label, String(x.window), `failed: ${x.error}`, '', '', '', '', '', '', ''];
+    const share = summarize(hoValues(x, (r) => rootShare(r.result) ?? NaN));
     const last = [...x.rounds].reverse().find((r) => r !== null);
     const rss = last ? Object.values(last.result.rssMiBByPid).map((v) => v.toFixed(0)).join(' + ') : '–';
     const fpr = summarize(hoValues(x, (r) => r.result.framesPerResponse));
@@ -95,6 +110,7 @@ export function handlerOnlyTable(data: BenchData): Table {
       String(x.window),
       formatSummary(summarize(hoValues(x, (r) => r.result.requestsPerSecond))),
       formatSummary(summarize(hoValues(x, (r) => r.result.handlerCpuMicrosPerRequest)), (v) => v.toFixed(1)),
+      share.n > 0 ? `${(share.median * 100).toFixed(0)} %` : '',
       formatMs(summarize(hoValues(x, (r) => r.result.latencyMs.p50)).median),
       formatMs(summarize(hoValues(x, (r) => r.result.latencyMs.p99)).median),
       rss,
@@ -231,7 +247,8 @@ export function markdownReport(data: BenchData, chartFile: string | null): strin
     `Each run: a fresh handler, warm-up, then up to ${m.handlerOnlySeconds} s measured; median (range) of ` +
       `${m.rounds} round(s). Handler CPU is utime + stime of every process of the handler ` +
       '(m2fleet: the master, which forwards each message, and its workers) over the measured ' +
-      'requests. "Pinned": the generator runs on CPU 0 and the whole handler on CPU 1.',
+      'requests; "master share" is the part of it spent in the master process. "Pinned": the ' +
+      'generator runs on CPU 0 and the whole handler on CPU 1.',
     '',
     md(handlerOnlyTable(data)),
     '',

@@ -15,7 +15,7 @@ import type { BenchData } from '../../bench/lib/model.ts';
 import {
   buildCreditsNotice, buildHttpRequestFrame, buildRequestFrame, parseReplyFrame,
 } from '../../bench/lib/mongrel2-message.ts';
-import { httpTable, markdownReport, rssGrowthPercent, targetRows } from '../../bench/lib/report.ts';
+import { httpTable, markdownReport, rootShare, rssGrowthPercent, targetRows } from '../../bench/lib/report.ts';
 import { ResponseTracker, readHead } from '../../bench/lib/response-tracker.ts';
 import { processReadyTimes } from '../../bench/lib/servers.ts';
 import {
@@ -228,6 +228,13 @@ describe('bench: targets', () => {
   it('RSS growth is the largest per-process growth from first to last sample', () => {
     assert.equal(rssGrowthPercent([{ rssMiB: [50, 100] }, { rssMiB: [55, 101] }]), 10);
     assert.equal(rssGrowthPercent([{ rssMiB: [50] }]), null);
+  });
+
+  it('the master share is the root pid\'s part of the handler CPU', () => {
+    const base = { cpuSecondsByPid: { 10: 1, 20: 3 } } as unknown as Parameters<typeof rootShare>[0];
+    assert.equal(rootShare({ ...base, rootPid: 20 }), 0.75);
+    assert.equal(rootShare(base), 0.25);
+    assert.equal(rootShare({ ...base, cpuSecondsByPid: { 10: 1 } }), null);
   });
 
   it('worker ready times come from the master log', () => {

@@ -25,6 +25,8 @@ export interface Tracked {
 const children = new Set<Tracked>();
 const dirs = new Set<string>();
 let watchdog: ChildProcess | null = null;
+/** Set once cleanup began: nothing new may start after that. */
+let closing = false;
 
 function startWatchdog(): ChildProcess {
   // Reads "+PID" (started) and "-PID" (gone) lines; on EOF without "ok"
@@ -45,6 +47,7 @@ function startWatchdog(): ChildProcess {
 export function spawnTracked(
   name: string, command: string, args: readonly string[], options: SpawnOptions = {},
 ): Tracked {
+  if (closing) throw new Error(`not starting ${name}: the bench is stopping`);
   watchdog ??= startWatchdog();
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
   let out = '';
@@ -127,6 +130,7 @@ export function removeTempDir(dir: string): void {
 
 /** Stops every tracked process still running and removes every temp dir. */
 export async function cleanupAll(): Promise<void> {
+  closing = true;
   await Promise.all([...children].map((t) => stopTracked(t, 'SIGTERM', 3000)));
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   dirs.clear();

@@ -6,10 +6,9 @@
  */
 import { join } from 'node:path';
 import type { GeneratorOptions, GeneratorResult } from '../generator.ts';
-import { spawnTracked, stopTracked, unwatchPids, type Tracked } from './children.ts';
+import { spawnTracked, stopTracked, type Tracked } from './children.ts';
 import { freePorts } from './net.ts';
-import { processTree } from './proc.ts';
-import { PYTHON_BIN, startFleet, waitForOutput, type BenchPaths, type FleetFlags } from './servers.ts';
+import { PYTHON_BIN, startFleet, stopTree, waitForOutput, type BenchPaths, type FleetFlags } from './servers.ts';
 
 /** Which handler a handler-only run feeds. */
 export type HandlerUnderTest =
@@ -46,15 +45,6 @@ function parseLine(line: string): Record<string, unknown> | null {
 
 function pinned(pin: boolean, cpu: number, command: string, args: string[]): [string, string[]] {
   return pin ? ['/usr/bin/taskset', ['-c', String(cpu), command, ...args]] : [command, args];
-}
-
-async function stopHandlerTree(t: Tracked): Promise<void> {
-  const pids = processTree(t.pid).slice(1);
-  await stopTracked(t, 'SIGTERM', 10_000);
-  for (let i = 0; i < 50 && pids.some((p) => processTree(p).length > 0); i++) {
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  unwatchPids(pids.filter((p) => processTree(p).length === 0));
 }
 
 /** Runs one handler-only measurement; bounded by the load's seconds + 90 s. */
@@ -100,7 +90,7 @@ export async function runHandlerOnly(paths: BenchPaths, spec: HandlerOnlySpec): 
   } catch (err) {
     throw new Error(`handler-only ${spec.id}: ${(err as Error).message}\n${handler?.output().slice(-1500) ?? ''}`);
   } finally {
-    if (handler) await stopHandlerTree(handler);
+    if (handler) await stopTree(handler);
     await stopTracked(generator, 'SIGTERM', 3000);
   }
 }

@@ -150,7 +150,7 @@ export async function startFleet(
 }
 
 /** Stops a tracked process tree root and forgets its descendants. */
-async function stopTree(t: Tracked): Promise<void> {
+export async function stopTree(t: Tracked): Promise<void> {
   const pids = processTree(t.pid).slice(1);
   await stopTracked(t, 'SIGTERM', 10_000);
   // Workers drain after their master; give them a moment, then tell the

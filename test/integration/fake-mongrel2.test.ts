@@ -125,17 +125,20 @@ describe('m2fleet behind a misbehaving fake Mongrel2', () => {
   before(async () => { rig = await startRig(); });
   after(async () => { await stopRig(rig); });
 
-  test('a WebSocket handshake is answered 501 and closed, not left hanging', async () => {
+  test('a WebSocket handshake to an app without an upgrade listener is its GET request, then closed', async () => {
     const id = freshId();
     const from = rig.fake.all.length;
     await rig.fake.send(rig.fake.httpRequest({
-      sender: 'fake-ws', connId: id, method: 'WEBSOCKET_HANDSHAKE', uri: '/ws',
+      sender: 'fake-ws', connId: id, method: 'WEBSOCKET_HANDSHAKE', uri: '/headers',
       headers: { upgrade: 'websocket', connection: 'Upgrade', 'sec-websocket-version': '13',
         'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' },
       body: 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=',
     }));
     const { responses, closed } = await rig.fake.responses(id, { from, untilClose: true });
-    assert.equal(responses[0]!.status, 501);
+    assert.equal(responses[0]!.status, 200);
+    const seen = JSON.parse(responses[0]!.body.toString()) as { method: string; headers: Record<string, string> };
+    assert.equal(seen.method, 'GET');
+    assert.equal(Buffer.from(seen.headers['upgrade']!, 'hex').toString(), 'websocket');
     assert.equal(closed, true);
   });
 

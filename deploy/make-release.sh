@@ -39,6 +39,7 @@ done <<<"$deps"
 ((count > 0)) || { echo "make-release: no production dependencies found" >&2; exit 1; }
 
 mkdir -p "$(dirname "$out")"
+chmod 0755 "$stage"
 tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --mode='go-w' \
   -C "$stage" -cf - . | gzip -n -1 >"$out.tmp"
 mv "$out.tmp" "$out"

@@ -33,8 +33,12 @@ export interface SocketServer {
   readonly kind: SocketKind;
   readonly address: string;
   readonly server: net.Server;
-  /** Stop accepting; close connections that are idle. */
+  /** Stop accepting. Connections already accepted are served. */
   close(): void;
+  /** Close connections with no request under way (HTTP keep-alive). */
+  closeIdle(): void;
+  /** Open connections. */
+  readonly connections: number;
   /** Close every connection left (after the drain). */
   closeAll(): void;
 }
@@ -48,19 +52,24 @@ export async function startSocketServer(
     : createGatewayServer(listener.kind, ctx);
   await listener.listen(server);
   const connections = new Set<net.Socket>();
-  if (listener.kind !== 'http') {
-    server.on('connection', (s: net.Socket) => {
-      connections.add(s);
-      s.once('close', () => connections.delete(s));
-    });
-  }
+  server.on('connection', (s: net.Socket) => {
+    connections.add(s);
+    s.once('close', () => connections.delete(s));
+  });
   return {
     kind: listener.kind,
     address: listener.address,
     server,
+    // Node's http close() would also drop connections accepted a moment
+    // ago whose request has not arrived yet; only stop accepting here.
     close: () => {
-      server.close();
+      net.Server.prototype.close.call(server);
+    },
+    closeIdle: () => {
       if (server instanceof http.Server) server.closeIdleConnections();
+    },
+    get connections() {
+      return connections.size;
     },
     closeAll: () => {
       if (server instanceof http.Server) server.closeAllConnections();

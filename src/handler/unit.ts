@@ -173,6 +173,9 @@ export class HandlerUnit {
   async stop(graceMs: number, quietMs = 100): Promise<void> {
     this.#stopping = true;
     for (const s of this.#socketServers) s.close();
+    // Connections accepted just before the close get this long to send
+    // their request before idle ones are closed.
+    const settledBy = Date.now() + Math.min(500, graceMs / 4);
     const deadline = Date.now() + graceMs;
     const quietBy = Date.now() + graceMs / 2;
     // Fed by the master (inbox.ts): read up to its drain marker, which
@@ -193,8 +196,10 @@ export class HandlerUnit {
       if (conn.websocket && conn.open) conn.goAway(closeFrame(CLOSE_CODE.goingAway, 'server restarting'));
     }
     const busy = (): boolean => this.#inflight > 0 || this.#deferred.length > 0
-      || [...this.#conns.values()].some((c) => (c.pending > 0 || c.flushing) && !c.peerGone);
+      || [...this.#conns.values()].some((c) => (c.pending > 0 || c.flushing) && !c.peerGone)
+      || this.#socketServers.some((s) => s.connections > 0);
     while (busy() && Date.now() < deadline) {
+      if (Date.now() >= settledBy) for (const s of this.#socketServers) s.closeIdle();
       await new Promise((r) => setTimeout(r, 20));
     }
     if (busy()) {

@@ -18,6 +18,8 @@ import type { SocketSpec } from './config.js';
 export interface BoundHandle {
   readonly fd: number;
   close(): void;
+  /** TCP only: fills `out` with the bound address; returns 0 or an errno. */
+  getsockname?(out: { address?: string; port?: number }): number;
 }
 
 /** A socket bound by the master. */
@@ -58,6 +60,17 @@ function bindOne(spec: SocketSpec, mode: number | null, log: Logger): BoundSocke
     result = createServerHandle(spec.host, spec.port!, net.isIP(spec.host!));
   }
   if (typeof result === 'number') throw new ListenError(spec, getSystemErrorName(result));
+  if (spec.path === null) {
+    // libuv reports EADDRINUSE from bind only at listen time, leaving the
+    // socket unbound; a thread listening on it would get a random port on
+    // every interface. An unbound socket has port 0: refuse it here.
+    const name: { address?: string; port?: number } = {};
+    const err = result.getsockname?.(name) ?? 0;
+    if (err !== 0 || !name.port || (spec.port !== 0 && name.port !== spec.port)) {
+      result.close();
+      throw new ListenError(spec, err !== 0 ? getSystemErrorName(err) : 'EADDRINUSE');
+    }
+  }
   if (spec.path !== null && mode !== null) chmodSync(spec.path, mode);
   if (spec.host === '0.0.0.0' || spec.host === '::') {
     log.warn({ kind: spec.kind, address: spec.address },

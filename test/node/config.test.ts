@@ -244,3 +244,35 @@ describe('buildConfig accepts good values', () => {
     assert.equal(buildConfig([{ ...BASE, fastWebGlobals: true }]).fastWebGlobals, true);
   });
 });
+
+describe('buildConfig standard sockets', () => {
+  it('reads --http, --socket and --fastcgi-socket: IPs, [v6], :PORT and unix paths', () => {
+    const c = buildConfig([{ http: ['127.0.0.1:8080', ':8081'], socket: '[::1]:3031', fastcgiSocket: 'run/f.sock' }], '/srv');
+    assert.deepEqual(c.sockets.map((s) => [s.kind, s.host, s.port, s.path]), [
+      ['http', '127.0.0.1', 8080, null],
+      ['http', '0.0.0.0', 8081, null],
+      ['uwsgi', '::1', 3031, null],
+      ['fastcgi', null, null, '/srv/run/f.sock'],
+    ]);
+    assert.deepEqual(c.zeromq, []);
+    assertDeepFrozen(c);
+  });
+
+  it('sockets alone are enough; limits have defaults and take flags', () => {
+    const c = buildConfig([{ http: 'localhost:80', socketMaxBody: '1000', socketHeaderTimeout: '2s', chmodSocket: '660' }]);
+    assert.equal(c.sockets[0]!.host, '127.0.0.1');
+    assert.equal(c.socketLimits.maxBody, 1000);
+    assert.equal(c.socketLimits.headerTimeoutMs, 2000);
+    assert.equal(c.socketLimits.maxHeaders, 100);
+    assert.equal(c.chmodSocket, 0o660);
+  });
+
+  it('refuses bad addresses, repeats and modes, naming the option', () => {
+    refused([{ http: 'example.org:80' }], 'http', 'example.org:80');
+    refused([{ socket: '127.0.0.1:99999' }], 'socket', '99999');
+    refused([{ http: '127.0.0.1:80', fastcgiSocket: '127.0.0.1:80' }], 'fastcgiSocket', 'address given twice');
+    refused([{ http: ':80', chmodSocket: 'rw' }], 'chmodSocket', 'rw');
+    refused([{ http: ':80', socketMaxHeaderSize: '70000' }], 'socketMaxHeaderSize', '70000');
+    refused([{}], 'zeromq', '--http');
+  });
+});

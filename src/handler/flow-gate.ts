@@ -57,6 +57,17 @@ export class FlowGate {
     return Math.max(0, this.#sentAt[0]! + PACE_WINDOW_MS - now);
   }
 
+  /**
+   * A new request arrived on the connection. Without credits the pacing
+   * only has to spread the frames of one response: a client that sent
+   * another request has Mongrel2 waiting on it, not a queue of frames, so
+   * the count starts over (otherwise a keep-alive client asking in turn
+   * would be held to PACE_FRAMES requests per PACE_WINDOW_MS).
+   */
+  newRequest(): void {
+    this.#sentAt = [];
+  }
+
   /** Records a frame of `bytes` body bytes as sent. */
   record(bytes: number, now: number): void {
     if (this.credited) {

@@ -530,6 +530,7 @@ export class HandlerUnit {
     socket.mongrel2.mongrel2Headers = mongrel2Keys(msg);
     if (fresh) this.#options.server.emit('connection', socket);
     this.counters.requests++;
+    conn.flow.newRequest();
     if (how.counted) {
       conn.pending++;
       conn.unstarted++;

@@ -97,6 +97,15 @@ describe('FlowGate pacing without credits', () => {
     assert.equal(gate.allowance(T0 + 10), Number.POSITIVE_INFINITY);
   });
 
+  it('when a new request arrives then its response is not held by the last one\'s frames', () => {
+    const gate = new FlowGate();
+    for (let i = 0; i < 8; i++) gate.record(10, T0);
+    assert.equal(gate.allowance(T0), 0);
+    gate.newRequest();
+    assert.equal(gate.allowance(T0), Number.POSITIVE_INFINITY);
+    assert.equal(gate.wait(T0), 0);
+  });
+
   it('when frames are sent as fast as allowed then no 10 ms window holds more than 8', () => {
     const gate = new FlowGate();
     const sent: number[] = [];

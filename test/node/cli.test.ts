@@ -90,7 +90,7 @@ describe('m2fleet command line', () => {
     const out = await runCli(['--module', 'app.mjs']);
     assertExited(out);
     assert.equal(out.code, 2);
-    assert.match(out.stderr, /zeromq: at least one SEND_SPEC,RECV_SPEC is needed/);
+    assert.match(out.stderr, /zeromq: at least one SEND_SPEC,RECV_SPEC \(or --http, --socket, --fastcgi-socket\) is needed/);
   });
 
   it('when a choice flag has a bad value then it exits 2 naming the value', async () => {

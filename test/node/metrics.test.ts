@@ -103,7 +103,8 @@ describe('renderPrometheus', () => {
       'm2fleet_malformed_messages_total', 'm2fleet_notices_total',
       'm2fleet_process_resident_memory_bytes', 'm2fleet_refused_requests_total',
       'm2fleet_request_duration_seconds', 'm2fleet_requests_total',
-      'm2fleet_restarts_total', 'm2fleet_units', 'm2fleet_units_desired',
+      'm2fleet_restarts_total', 'm2fleet_socket_refused_total',
+      'm2fleet_transport_requests_total', 'm2fleet_units', 'm2fleet_units_desired',
     ]);
     assert.equal(get(f, 'm2fleet_requests_total').type, 'counter');
     assert.equal(get(f, 'm2fleet_units').type, 'gauge');

@@ -113,6 +113,34 @@ describe('deploy/: lint, syntax and units', () => {
     assert.match(r.stdout, /playbook: site\.yml/);
   });
 
+  test('the role stops on a Node.js older than 20.6, or none, naming what it found', async () => {
+    const old = path.join(dir, 'node18');
+    writeFileSync(old, '#!/bin/sh\necho v18.19.0\n', { mode: 0o755 });
+    const inventory = path.join(dir, 'preflight-hosts.yml');
+    const host = { ansible_connection: 'local', ansible_python_interpreter: '/usr/bin/python3' };
+    writeFileSync(inventory, JSON.stringify({ all: { hosts: {
+      old: { ...host, m2fleet_node: old },
+      missing: { ...host, m2fleet_node: path.join(dir, 'no-such-node') },
+      current: { ...host, m2fleet_node: process.execPath },
+    } } }));
+    const play = path.join(dir, 'preflight.yml');
+    writeFileSync(play, JSON.stringify([{
+      name: 'Preflight', hosts: 'all', gather_facts: false,
+      vars: { m2fleet_release_archive: '/nonexistent.tar.gz', m2fleet_zeromq: ['tcp://127.0.0.1:1,tcp://127.0.0.1:2'],
+        m2fleet_packages: [] },
+      tasks: [{ name: 'Preflight', 'ansible.builtin.include_role': { name: path.join(ROLES, 'm2fleet'), tasks_from: 'preflight' } }],
+    }]));
+    const r = summarize(await run('ansible-playbook', ['-i', inventory, play],
+      { cwd: dir, env: ansibleEnv(dir, true), timeoutMs: 60_000 }));
+    assert.notEqual(r.code, 0);
+    assert.equal(r.stats['current']?.['failures'], 0, r.failures.join('\n'));
+    assert.equal(r.failures.length, 2, r.failures.join('\n'));
+    const failure = (h: string): string => r.failures.find((f) => f.startsWith(`${h}: `)) ?? '';
+    assert.match(failure('old'), /needs Node\.js 20\.6 or newer at \S+node18, found v18\.19\.0\. Debian 12/);
+    assert.match(failure('missing'),
+      /needs Node\.js 20\.6 or newer at \S+no-such-node, found none \(.*No such file.*\)\. Debian 12/);
+  });
+
   test('the units the roles write pass systemd-analyze verify, and deploy/systemd holds the defaults',
     async () => {
       // Rendered by Ansible from the roles' own templates and variables.

@@ -80,8 +80,13 @@ export interface GeneratorResult {
   connectionCloseHeaders: number;
   non200: number;
   malformed: number;
-  /** True when the run stopped because the handler went quiet. */
+  /** True when the run stopped because the handler went quiet (`stallMs`). */
   stalled: boolean;
+  /** Requests still unanswered at the end (after a stall). */
+  unanswered?: number;
+  /** Receive errors of the generator's SUB, and the last one. */
+  receiveErrors?: number;
+  lastReceiveError?: string;
   rssSamples: RssSample[];
 }
 
@@ -162,6 +167,8 @@ export async function runGenerator(
   let non200 = 0;
   let malformed = 0;
   let stalled = false;
+  let receiveErrors = 0;
+  let lastReceiveError = '';
   let stopSending = false;
   let lastReply = performance.now();
   let measureStart = 0;
@@ -245,8 +252,14 @@ export async function runGenerator(
       let msg: Buffer[];
       try {
         msg = await sub.receive();
-      } catch {
-        return;
+      } catch (err) {
+        if (sub.closed) return;
+        // Counted and shown, never silent: a loop that stopped reading
+        // would look like a handler that stopped answering.
+        receiveErrors++;
+        lastReceiveError = String(err);
+        await new Promise((r) => setImmediate(r));
+        continue;
       }
       const now = performance.now();
       lastReply = now;
@@ -310,6 +323,9 @@ export async function runGenerator(
   stopSending = true;
   if (measureStart === 0) startMeasuring();
   stopMeasuring();
+  const unanswered = conns.filter((c) => c.inFlight).length;
+  // After a stall the rate counts up to the last reply, not the wait.
+  if (stalled && lastReply > measureStart) measureEnd = lastReply;
 
   const rssMiBByPid: Record<string, number> = {};
   for (const pid of processTree(rootPid)) rssMiBByPid[pid] = rssMiB(pid);
@@ -349,6 +365,9 @@ export async function runGenerator(
     non200,
     malformed,
     stalled,
+    unanswered,
+    receiveErrors,
+    lastReceiveError,
     rssSamples,
   };
 }

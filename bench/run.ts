@@ -307,11 +307,16 @@ async function runHandlerOnlyPart(flags: Flags, data: BenchData): Promise<void> 
       try {
         const r = await runHandlerOnly(PATHS, spec);
         cell.rounds[round] = r;
+        if (r.result.stalled || (r.result.receiveErrors ?? 0) > 0 || r.result.malformed > 0) {
+          data.notes.push(`handler-only ${spec.id}, round ${round + 1}: ${r.result.unanswered ?? 0} request(s) left unanswered ` +
+            `for 10 s (measured up to the last reply), ${r.result.malformed} malformed or unexpected replies, ` +
+            `${r.result.receiveErrors ?? 0} receive errors${r.result.lastReceiveError ? ` (${r.result.lastReceiveError})` : ''}.`);
+        }
         log(`handler-only round ${round + 1} ${spec.id}: ${Math.round(r.result.requestsPerSecond)} req/s, ` +
           `${r.result.handlerCpuMicrosPerRequest.toFixed(1)} µs CPU/req, generator ${r.result.generatorCores.toFixed(2)} cores`);
       } catch (err) {
         cell.rounds[round] = null;
-        cell.error ??= (err as Error).message.split('\n')[0];
+        data.notes.push(`handler-only ${spec.id}, round ${round + 1} failed: ${(err as Error).message.split('\n')[0]}`);
         log((err as Error).message);
       }
     }

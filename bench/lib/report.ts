@@ -99,14 +99,17 @@ export function handlerOnlyTable(data: BenchData): Table {
   const header = ['setup', 'window', 'req/s', 'handler CPU µs/req', 'master share', 'p50', 'p99', 'RSS MiB per process',
     'frames/response · close frames', 'generator cores'];
   const rows = data.handlerOnly.map((x) => {
-    if (x.error) return [x.label, String(x.window), `failed: ${x.error}`, '', '', '', '', '', '', ''];
+    const failed = x.rounds.filter((r) => r === null).length;
+    if (x.error || failed === x.rounds.length) {
+      return [x.label, String(x.window), `failed: ${x.error ?? 'every round'}`, '', '', '', '', '', '', ''];
+    }
     const share = summarize(hoValues(x, (r) => rootShare(r.result) ?? NaN));
     const last = [...x.rounds].reverse().find((r) => r !== null);
     const rss = last ? Object.values(last.result.rssMiBByPid).map((v) => v.toFixed(0)).join(' + ') : '–';
     const fpr = summarize(hoValues(x, (r) => r.result.framesPerResponse));
     const closes = hoValues(x, (r) => r.result.closeFrames + r.result.connectionCloseHeaders).reduce((a, b) => a + (b || 0), 0);
     return [
-      x.label + (x.pinned ? ' (pinned)' : ''),
+      x.label + (x.pinned ? ' (pinned)' : '') + (failed > 0 ? ` (${failed} round${failed > 1 ? 's' : ''} failed)` : ''),
       String(x.window),
       formatSummary(summarize(hoValues(x, (r) => r.result.requestsPerSecond))),
       formatSummary(summarize(hoValues(x, (r) => r.result.handlerCpuMicrosPerRequest)), (v) => v.toFixed(1)),

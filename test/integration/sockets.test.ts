@@ -179,6 +179,29 @@ describe('reload and stop', () => {
   });
 });
 
+describe('WebSockets on --http', () => {
+  test('an upgrade goes to the app\'s own upgrade listener (ws echo, --threads 2)', async () => {
+    const { WebSocket } = await import('ws');
+    const port = await freePort();
+    const f = await startFleet(['--http', `127.0.0.1:${port}`, '--threads', '2',
+      '--module', join(REPO_ROOT, 'test/fixtures/ws-echo-app.mjs')], { readyTimeoutMs: 30_000 });
+    try {
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/ws?id=h1`);
+      await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+      const big = randomBytes(200_000);
+      const echoed = await new Promise<Buffer>((resolve) => {
+        ws.once('message', (data) => resolve(data as Buffer));
+        ws.send(big);
+      });
+      assert.ok(echoed.equals(big));
+      ws.close();
+      await new Promise((r) => ws.once('close', r));
+    } finally {
+      await f.stop();
+    }
+  });
+});
+
 describe('addresses', () => {
   test('a port in use stops m2fleet with the address named', async () => {
     const { createServer } = await import('node:net');

@@ -77,7 +77,7 @@ describe('websocket frames', () => {
   });
 
   it('when the capture text frame is encoded then the bytes match what Mongrel2 delivered', () => {
-    // ../shared/captures/resp-ws-text-frame.txt: \x81\x0bfrom server
+    // test/fixtures/captures/resp-ws-text-frame.txt: \x81\x0bfrom server
     assert.equal(serverFrame(OPCODE.text, Buffer.from('from server')).toString('hex'), '810b66726f6d20736572766572');
   });
 

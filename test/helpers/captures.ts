@@ -1,6 +1,7 @@
 /**
- * Loads the raw Mongrel2 wire captures kept in `shared/captures/` beside the
- * repository. Each capture file has `#` header lines (one says
+ * Loads the raw Mongrel2 wire captures in `test/fixtures/captures/` (a copy
+ * of the team's `shared/captures/`, kept in the repository so that a fresh
+ * clone tests the same bytes). Each capture file has `#` header lines (one says
  * `# length: N bytes`), one escaped line, and a hex dump that may be cut
  * short (`# hex (first N bytes):`); in that case the bytes are rebuilt from
  * the escaped line and checked against the hex prefix and the length.
@@ -15,7 +16,7 @@ const repoRoot = path.resolve(
 );
 
 /** Directory holding the `*.txt` capture files. */
-export const CAPTURE_DIR = path.resolve(repoRoot, '../shared/captures');
+export const CAPTURE_DIR = path.resolve(repoRoot, 'test/fixtures/captures');
 
 const SIMPLE_ESCAPES: Record<string, number> = {
   r: 0x0d,

@@ -571,7 +571,7 @@ exec ip netns exec ${ns} /bin/sh -c 'mount --bind "$1" "$2" && shift 2 && exec /
             `${fleetHosts()[i]!.name} served none of ${JSON.stringify(answers)}`);
         });
       });
-    test('a new app reloads the fleet hosts, a new config restarts the main, and the fleet adopts it',
+    test('a new app reloads the fleet host, a new config restarts the main, and the fleet adopts it',
       async () => {
         const before = Object.fromEntries(fleetHosts().map((h) => [h.name, pidOf(h)]));
         const oldVersion = (await statusOf(hosts.main)).cluster!.version;

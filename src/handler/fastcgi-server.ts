@@ -31,8 +31,11 @@ interface Current {
   finished: boolean;
 }
 
-/** Takes over an accepted connection until it closes. */
-export function serveFastCgi(tcp: Socket, ctx: GatewayContext): void {
+/**
+ * Takes over an accepted connection until it closes. Returns whether the
+ * connection is between requests (a draining unit closes those).
+ */
+export function serveFastCgi(tcp: Socket, ctx: GatewayContext): () => boolean {
   const { limits } = ctx;
   const reader = new FcgiReader();
   let current: Current | null = null;
@@ -129,15 +132,23 @@ export function serveFastCgi(tcp: Socket, ctx: GatewayContext): void {
 
   const onStdin = (c: Current, content: Buffer): void => {
     const ex = c.exchange;
-    if (!ex || c.finished) return;
+    if (c.finished) return;
+    if (!ex) return fail('STDIN before the parameters ended');
     if (content.length === 0) {
-      ex.endBody();
+      if (!ex.endBody()) {
+        // The declared CONTENT_LENGTH never arrived: the app would wait.
+        const answered = ex.headSent;
+        ex.abort();
+        if (answered) tcp.destroy();
+        else refuse(c, 400, 'body shorter than CONTENT_LENGTH');
+      }
       return;
     }
     c.received += content.length;
     if (limits.maxBody > 0 && c.received > limits.maxBody) {
+      const answered = ex.headSent;
       ex.abort();
-      if (ex.headSent) tcp.destroy();
+      if (answered) tcp.destroy();
       else refuse(c, 413, 'body over the limit');
       return;
     }
@@ -229,10 +240,21 @@ export function serveFastCgi(tcp: Socket, ctx: GatewayContext): void {
       if (err instanceof FastCgiError) fail(err.reason);
       else throw err;
     }
+    // A peer that sends records (management ones, say) without reading our
+    // answers is not read from until they drain: memory stays bounded.
+    if (tcp.writableNeedDrain && !tcp.destroyed) {
+      tcp.pause();
+      tcp.once('drain', () => tcp.resume());
+    }
+  });
+  // The web server may half-close after the request; the answer still goes.
+  tcp.on('end', () => {
+    if (!current || current.finished) tcp.end();
   });
   tcp.on('error', (err) => ctx.log.debug({ via: 'fastcgi', err: err.message }, 'connection error'));
   tcp.on('close', () => {
     clearTimers();
     if (current && !current.finished) current.exchange?.abort();
   });
+  return () => current === null || current.finished;
 }

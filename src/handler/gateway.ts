@@ -130,7 +130,7 @@ export function requestFromVars(
     // The content-length header is only re-declared when a body exists
     // or was declared, as buildRequestHead does for Mongrel2.
     headers['content-length'] = lengthText;
-  } else if (chunkedAllowed && /chunked/i.test(String(vars.find(([k]) => k === 'HTTP_TRANSFER_ENCODING')?.[1] ?? ''))) {
+  } else if (chunkedAllowed && /(^|,)\s*chunked\s*$/i.test(String(vars.find(([k]) => k === 'HTTP_TRANSFER_ENCODING')?.[1] ?? ''))) {
     bodyLength = undefined;
   }
   if (limits.maxBody > 0 && bodyLength !== undefined && bodyLength > limits.maxBody) {
@@ -266,11 +266,15 @@ export class GatewayExchange implements SocketPeer {
     body.on('close', go);
   }
 
-  /** The body of unknown length is complete (FastCGI's empty stdin). */
-  endBody(): void {
-    if (!this.body || this.body.writableEnded) return;
+  /**
+   * The web server says the body is complete (FastCGI's empty stdin).
+   * Returns false when a declared length was not reached.
+   */
+  endBody(): boolean {
+    if (!this.body || this.body.writableEnded) return true;
     if (this.#chunked) this.body.end('0\r\n\r\n');
-    else this.body.end();
+    else return false;
+    return true;
   }
 
   /** The web server went away: abort the request on the app's side. */

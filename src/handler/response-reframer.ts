@@ -59,7 +59,7 @@ export class ResponseReframer {
 
   /** True once the final head has been handed on. */
   get headSent(): boolean {
-    return this.#state !== 'head';
+    return this.status !== 0;
   }
 
   /** Feeds bytes Node wrote. Throws {@link ReframeError} on a broken head. */

@@ -56,6 +56,7 @@ export async function startSocketServer(
     connections.add(s);
     s.once('close', () => connections.delete(s));
   });
+  const idleCheck = listener.kind === 'http' ? null : gatewayIdle;
   return {
     kind: listener.kind,
     address: listener.address,
@@ -67,6 +68,7 @@ export async function startSocketServer(
     },
     closeIdle: () => {
       if (server instanceof http.Server) server.closeIdleConnections();
+      if (idleCheck) for (const s of connections) if (idleCheck.get(s)?.()) s.end();
     },
     get connections() {
       return connections.size;
@@ -78,11 +80,14 @@ export async function startSocketServer(
   };
 }
 
+// Whether a gateway connection is between requests, as its server says.
+const gatewayIdle = new WeakMap<net.Socket, () => boolean>();
+
 function createGatewayServer(kind: 'uwsgi' | 'fastcgi', ctx: SocketServerContext): net.Server {
   const serve = kind === 'uwsgi' ? serveUwsgi : serveFastCgi;
-  return net.createServer({ noDelay: true }, (socket) => {
+  return net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
     try {
-      serve(socket, ctx);
+      gatewayIdle.set(socket, serve(socket, ctx));
     } catch (err) {
       ctx.log.error({ via: kind, err: (err as Error).message }, 'connection failed');
       socket.destroy();

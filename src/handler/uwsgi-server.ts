@@ -9,8 +9,11 @@ import {
 } from './gateway.js';
 import { parseUwsgiPacket, UWSGI_REQUEST, UwsgiError } from './uwsgi-codec.js';
 
-/** Takes over an accepted connection until it closes. */
-export function serveUwsgi(tcp: Socket, ctx: GatewayContext): void {
+/**
+ * Takes over an accepted connection until it closes. Returns whether no
+ * request has started on it yet (a draining unit closes those).
+ */
+export function serveUwsgi(tcp: Socket, ctx: GatewayContext): () => boolean {
   const { limits } = ctx;
   let pending: Buffer = Buffer.alloc(0);
   let exchange: GatewayExchange | null = null;
@@ -100,4 +103,9 @@ export function serveUwsgi(tcp: Socket, ctx: GatewayContext): void {
     clearTimers();
     exchange?.abort();
   });
+  // nginx may half-close after the request; the answer still goes.
+  tcp.on('end', () => {
+    if (exchange === null) tcp.end();
+  });
+  return () => exchange === null && pending.length === 0;
 }

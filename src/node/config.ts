@@ -246,7 +246,13 @@ function socketsOf(raw: RawConfig, cwd: string): SocketSpec[] {
     const key = SOCKET_KEYS[kind];
     for (const address of list(raw[key])) {
       if (address.includes('/')) {
-        out.push(Object.freeze({ kind, address, host: null, port: null, path: path.resolve(cwd, address) }));
+        const file = path.resolve(cwd, address);
+        // sun_path holds 108 bytes with the NUL; a longer path would be
+        // cut short by the kernel.
+        if (Buffer.byteLength(file) > 107) {
+          throw new ConfigError(key, address, 'unix socket path longer than 107 bytes');
+        }
+        out.push(Object.freeze({ kind, address, host: null, port: null, path: file }));
         continue;
       }
       const m = /^(.*):(\d{1,5})$/.exec(address);

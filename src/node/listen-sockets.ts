@@ -7,7 +7,7 @@
  * accept queue and a reload never closes the port: new processes listen
  * before the old ones stop.
  */
-import { chmodSync, lstatSync, rmSync } from 'node:fs';
+import { chmodSync, lstatSync, readFileSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { M2FleetError } from '../handler/errors.js';
@@ -26,6 +26,23 @@ export interface BoundHandle {
 export interface BoundSocket {
   readonly spec: SocketSpec;
   readonly handle: BoundHandle;
+  /** Unix sockets: the file's inode, so that only our own file is removed. */
+  readonly inode: number | null;
+}
+
+// True when some process listens on the unix socket at `path` (Linux:
+// /proc/net/unix lists bound sockets; flag 00010000 is "accepting").
+function unixSocketListening(path: string): boolean {
+  let table: string;
+  try {
+    table = readFileSync('/proc/net/unix', 'latin1');
+  } catch {
+    return false;
+  }
+  return table.split('\n').some((line) => {
+    const f = line.trim().split(/\s+/);
+    return f.length >= 8 && f.slice(7).join(' ') === path && (parseInt(f[3]!, 16) & 0x10000) !== 0;
+  });
 }
 
 // Node's cluster module binds sockets for its workers with this function;
@@ -50,7 +67,8 @@ function bindOne(spec: SocketSpec, mode: number | null, log: Logger): BoundSocke
     // else at that path is refused.
     try {
       if (!lstatSync(spec.path).isSocket()) throw new ListenError(spec, 'the path exists and is not a socket');
-      log.warn({ path: spec.path }, 'replacing an existing socket file');
+      if (unixSocketListening(spec.path)) throw new ListenError(spec, 'another process listens on that socket');
+      log.warn({ path: spec.path }, 'replacing a stale socket file');
       rmSync(spec.path);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
@@ -77,7 +95,7 @@ function bindOne(spec: SocketSpec, mode: number | null, log: Logger): BoundSocke
       'listening on every interface; give an address such as 127.0.0.1:PORT to limit it');
   }
   log.info({ kind: spec.kind, address: spec.path ?? `${spec.host}:${spec.port}` }, 'socket bound');
-  return { spec, handle: result };
+  return { spec, handle: result, inode: spec.path === null ? null : statSync(spec.path).ino };
 }
 
 /** Binds every socket, or none: a failure closes those already bound. */
@@ -92,10 +110,21 @@ export function bindSockets(specs: readonly SocketSpec[], mode: number | null, l
   return bound;
 }
 
-/** Closes the master's handles and removes unix socket files. */
+/**
+ * Closes the master's handles and removes its unix socket files (not a
+ * file another instance has put at the same path since). Idempotent.
+ */
 export function closeSockets(bound: readonly BoundSocket[]): void {
   for (const b of bound) {
+    if (closed.has(b)) continue;
+    closed.add(b);
     b.handle.close();
-    if (b.spec.path !== null) rmSync(b.spec.path, { force: true });
+    if (b.spec.path === null) continue;
+    try {
+      if (statSync(b.spec.path).ino === b.inode) rmSync(b.spec.path, { force: true });
+    } catch {
+      // Already gone.
+    }
   }
 }
+const closed = new WeakSet<BoundSocket>();

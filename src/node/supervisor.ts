@@ -255,6 +255,11 @@ export function startMaster(
         if (w.isDead()) r();
         else w.once('exit', () => r());
       }));
+      // The master's copy of each standard socket goes first: once the
+      // units stop accepting, the kernel refuses new connections (a web
+      // server in front moves to its next upstream) instead of queueing
+      // them for nobody.
+      closeSockets(sockets);
       // Stop reading from Mongrel2 first; every unit then gets its marker.
       await inbox.drain();
       for (const w of all) if (w.isConnected()) w.send({ t: 'stop' } satisfies ToWorker);

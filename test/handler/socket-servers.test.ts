@@ -127,6 +127,17 @@ function head(text: Buffer): { status: number; headers: string; body: Buffer } {
   return { status: Number(/^\S+ (\d{3})/.exec(lines)?.[1] ?? 0), headers: lines, body: text.subarray(end + 4) };
 }
 
+/** One FastCGI request: BEGIN, PARAMS, the body as STDIN, the stream ends. */
+function request(id: number, vars: [string, string][], body: Buffer | null, keepConn: boolean): Buffer {
+  return Buffer.concat([
+    encodeRecords(FCGI.BEGIN_REQUEST, id, encodeBeginRequest(1, keepConn)),
+    encodeRecords(FCGI.PARAMS, id, encodePairs(vars)),
+    encodeRecords(FCGI.PARAMS, id),
+    ...(body ? [encodeRecords(FCGI.STDIN, id, body)] : []),
+    encodeRecords(FCGI.STDIN, id),
+  ]);
+}
+
 describe('uwsgi socket', () => {
   test('a request with a body split across writes gets the app\'s answer, then a close', async () => {
     const body = randomBytes(50_000);
@@ -177,15 +188,6 @@ describe('uwsgi socket', () => {
 });
 
 describe('FastCGI socket', () => {
-  function request(id: number, vars: [string, string][], body: Buffer | null, keepConn: boolean): Buffer {
-    return Buffer.concat([
-      encodeRecords(FCGI.BEGIN_REQUEST, id, encodeBeginRequest(1, keepConn)),
-      encodeRecords(FCGI.PARAMS, id, encodePairs(vars)),
-      encodeRecords(FCGI.PARAMS, id),
-      ...(body ? [encodeRecords(FCGI.STDIN, id, body)] : []),
-      encodeRecords(FCGI.STDIN, id),
-    ]);
-  }
 
   function parse(bytes: Buffer): { records: FcgiRecord[]; stdout: (id: number) => Buffer } {
     const records = new FcgiReader().push(bytes);
@@ -354,4 +356,103 @@ test('fuzz: random bytes on every socket crash nothing and a good request still 
   assert.ok(unit.counters.socketRefused.uwsgi > 0 && unit.counters.socketRefused.fastcgi > 0);
   assert.equal(records.filter((x) => x.level === 'error').length, 0,
     JSON.stringify(records.filter((x) => x.level === 'error').slice(0, 3)));
+});
+
+describe('sockets: what the adversarial pass found', () => {
+  test('a FastCGI peer that floods management records without reading is no longer read', async () => {
+    const s = net.connect(ports.fastcgi, '127.0.0.1');
+    s.on('error', () => undefined);
+    await new Promise((r) => s.once('connect', r));
+    // One kept request first: from then on no header timer runs.
+    const reader = new FcgiReader();
+    await new Promise<void>((resolve) => {
+      const on = (c: Buffer): void => {
+        if (reader.push(c).some((r) => r.type === FCGI.END_REQUEST)) { s.off('data', on); resolve(); }
+      };
+      s.on('data', on);
+      s.write(request(9, cgi('GET', '/x'), null, true));
+    });
+    const record = encodeRecords(77, 0, Buffer.alloc(0));
+    const batch = Buffer.concat(Array.from({ length: 8192 }, () => record)); // 64 KiB
+    s.pause(); // never read the answers
+    let stalled = false;
+    for (let i = 0; i < 512 && !stalled; i++) { // at most 32 MiB
+      if (!s.write(batch)) {
+        // The server stops reading once its answers back up: our writes stay queued.
+        const drained = await Promise.race([
+          new Promise<boolean>((r) => s.once('drain', () => r(true))),
+          new Promise<boolean>((r) => setTimeout(() => r(false), 1500)),
+        ]);
+        stalled = !drained;
+      }
+    }
+    s.destroy();
+    assert.ok(stalled, 'the server kept reading a peer that never reads');
+  });
+
+  test('a FastCGI body shorter than CONTENT_LENGTH gets 400; STDIN before the parameters end closes', async () => {
+    const short = await exchange(ports.fastcgi, Buffer.concat([
+      encodeRecords(FCGI.BEGIN_REQUEST, 1, encodeBeginRequest(1, false)),
+      encodeRecords(FCGI.PARAMS, 1, encodePairs(cgi('POST', '/echo', [['CONTENT_LENGTH', '10']]))),
+      encodeRecords(FCGI.PARAMS, 1),
+      encodeRecords(FCGI.STDIN, 1, Buffer.from('abc')),
+      encodeRecords(FCGI.STDIN, 1),
+    ]), 5000);
+    assert.ok(short.closed);
+    const out = Buffer.concat(new FcgiReader().push(short.bytes).filter((r) => r.type === FCGI.STDOUT).map((r) => r.content));
+    assert.match(out.toString('latin1'), /^Status: 400 /);
+    const early = await exchange(ports.fastcgi, Buffer.concat([
+      encodeRecords(FCGI.BEGIN_REQUEST, 1, encodeBeginRequest(1, true)),
+      encodeRecords(FCGI.PARAMS, 1, encodePairs(cgi('POST', '/echo'))),
+      encodeRecords(FCGI.STDIN, 1, Buffer.from('abc')),
+    ]), 5000);
+    assert.ok(early.closed);
+  });
+
+  test('a uwsgi client that half-closes after its request still gets the answer', async () => {
+    const bytes = await new Promise<Buffer>((resolve) => {
+      const s = net.connect(ports.uwsgi, '127.0.0.1');
+      const got: Buffer[] = [];
+      s.on('data', (c) => got.push(c));
+      s.on('close', () => resolve(Buffer.concat(got)));
+      s.on('error', () => undefined);
+      s.end(encodeUwsgiPacket(cgi('GET', '/hold?ms=200')));
+    });
+    assert.equal(head(bytes).status, 200);
+    assert.equal(head(bytes).body.toString(), 'held');
+  });
+
+  test('a draining unit closes an idle kept FastCGI connection instead of waiting for its idle timer', async () => {
+    let port = 0;
+    const u = new HandlerUnit({
+      endpoints: [], server: app, log: logger(), identity: 'drain-unit', maxInflight: 64,
+      defaultHost: 'localhost', upload: { chroot: '/', dir: '/tmp' }, idleTimeoutMs: 60_000,
+      flowControl: 'off', units: 1, receiveHighWaterMark: 16, maxMessageSize: -1,
+      subscribeTimeoutMs: 100, lingerMs: 0,
+      sockets: [{ kind: 'fastcgi', address: 'test', listen: (server) => new Promise((resolve) => server.listen(0, '127.0.0.1', () => {
+        port = (server.address() as net.AddressInfo).port;
+        resolve();
+      })) }],
+      socketLimits: { ...LIMITS, idleTimeoutMs: 60_000 },
+    });
+    await u.start();
+    const s = net.connect(port, '127.0.0.1');
+    const closed = new Promise<void>((r) => s.once('close', () => r()));
+    s.on('error', () => undefined);
+    const reader = new FcgiReader();
+    const ended = new Promise<void>((resolve) => s.on('data', (c: Buffer) => {
+      if (reader.push(c).some((r) => r.type === FCGI.END_REQUEST)) resolve();
+    }));
+    s.write(Buffer.concat([
+      encodeRecords(FCGI.BEGIN_REQUEST, 1, encodeBeginRequest(1, true)),
+      encodeRecords(FCGI.PARAMS, 1, encodePairs(cgi('GET', '/x'))),
+      encodeRecords(FCGI.PARAMS, 1), encodeRecords(FCGI.STDIN, 1),
+    ]));
+    await ended;
+    const started = Date.now();
+    await u.stop(20_000);
+    await closed;
+    // Without closing idle connections the stop waits the whole 20 s grace.
+    assert.ok(Date.now() - started < 10_000, `stop took ${Date.now() - started} ms`);
+  });
 });

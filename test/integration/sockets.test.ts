@@ -171,7 +171,20 @@ describe('reload and stop', () => {
       ask(bases['http']!, '/json/headers'));
     const pending = fetch(`${bases['http']}/json/download?mb=8`).then(async (r) => (await r.arrayBuffer()).byteLength);
     await new Promise((r) => setTimeout(r, 100));
-    const code = await fleet.stop('SIGTERM', 30_000);
+    const stopped = fleet.stop('SIGTERM', 30_000);
+    // While the download drains, new connections are refused at once (a
+    // web server in front moves on), not queued for nobody.
+    await fleet.waitForLog((r) => r.msg === 'stopping: draining requests');
+    await new Promise((r) => setTimeout(r, 300));
+    const { connect } = await import('node:net');
+    const refused = await new Promise<string>((resolve) => {
+      const c = connect(httpPort, '127.0.0.1');
+      const timer = setTimeout(() => { c.destroy(); resolve('no answer in 5 s'); }, 5000);
+      c.once('connect', () => { clearTimeout(timer); c.destroy(); resolve('connected'); });
+      c.once('error', (err: NodeJS.ErrnoException) => { clearTimeout(timer); resolve(err.code ?? err.message); });
+    });
+    assert.equal(refused, 'ECONNREFUSED');
+    const code = await stopped;
     assert.equal(code, 0);
     assert.equal(await pending, 8 * 1024 * 1024);
     await slow.catch(() => undefined);
@@ -215,6 +228,24 @@ describe('addresses', () => {
     } finally {
       busy.close();
     }
+  });
+
+  test('a unix socket another m2fleet listens on is refused; a stale one is replaced and removed at stop', async () => {
+    const path = join(dir, 'shared.sock');
+    const a = await startFleet(['--socket', path], { readyTimeoutMs: 30_000 });
+    try {
+      const b = await startFleet(['--socket', path], { waitReady: false });
+      assert.equal(await b.exited, 1);
+      assert.match(b.stderr(), /another process listens on that socket/);
+    } finally {
+      await a.stop('SIGKILL');
+    }
+    // A killed master leaves its socket file behind: the next start replaces it.
+    const c = await startFleet(['--socket', path], { readyTimeoutMs: 30_000 });
+    assert.ok(c.logs().some((r) => r.msg === 'replacing a stale socket file'));
+    assert.equal(await c.stop(), 0);
+    const { existsSync } = await import('node:fs');
+    assert.equal(existsSync(path), false);
   });
 
   test(':PORT listens on every interface and says so (inside a namespace of its own)', async (t) => {

@@ -274,5 +274,6 @@ describe('buildConfig standard sockets', () => {
     refused([{ http: ':80', chmodSocket: 'rw' }], 'chmodSocket', 'rw');
     refused([{ http: ':80', socketMaxHeaderSize: '70000' }], 'socketMaxHeaderSize', '70000');
     refused([{}], 'zeromq', '--http');
+    refused([{ socket: `/run/${'x'.repeat(110)}.sock` }], 'socket', 'longer than 107 bytes');
   });
 });

@@ -38,12 +38,20 @@ export class ConfigFileError extends M2FleetError {
   }
 }
 
-/** `max-requests` -> `maxRequests`, `limits.max_inflight` -> `limits.maxInflight`. */
+// Flags whose config key is spelled differently (as cli-options.ts maps them).
+const FLAG_KEYS: Record<string, string> = { receiveHwm: 'receiveHighWaterMark' };
+
+/**
+ * `max-requests` -> `maxRequests`, `limits.max_inflight` ->
+ * `limits.maxInflight`; a flag's own spelling (`receive-hwm`) gives the
+ * key the flag sets.
+ */
 export function camelCaseKey(key: string): string {
-  return key
+  const camel = key
     .split('.')
     .map((part) => part.replace(/[-_]+([a-zA-Z0-9])/g, (_, c: string) => c.toUpperCase()))
     .join('.');
+  return FLAG_KEYS[camel] ?? camel;
 }
 
 function addValue(out: Record<string, unknown>, key: string, value: unknown): void {

@@ -33,6 +33,10 @@ describe('camelCaseKey', () => {
     assert.equal(camelCaseKey('limits.max-inflight'), 'limits.maxInflight');
     assert.equal(camelCaseKey('logFormat'), 'logFormat');
   });
+
+  it('maps a flag spelled unlike its key (receive-hwm) to the key it sets', () => {
+    assert.equal(camelCaseKey('receive-hwm'), 'receiveHighWaterMark');
+  });
 });
 
 describe('readConfigFile .ini', () => {

@@ -3,7 +3,7 @@
 # installs Mongrel2 (Debian package mongrel2-core: /usr/bin/mongrel2 and
 # /usr/bin/m2sh), curl, iproute2, nftables, nginx (the uwsgi and FastCGI
 # socket tests put a real nginx in front), Ansible (the deploy tests), and
-# the benchmark peers (wrk, python3-zmq, uWSGI) when missing, installs the
+# the benchmark peers (wrk, python3-zmq, uWSGI) and rsvg-convert when missing, installs the
 # npm dependencies, and builds dist/. Safe to run again: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -23,6 +23,8 @@ command -v ansible-playbook >/dev/null 2>&1 || missing+=(ansible-core)
 command -v ansible-lint >/dev/null 2>&1 || missing+=(ansible-lint)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+# The bench draws its chart as SVG and converts it to PNG with rsvg-convert.
+command -v rsvg-convert >/dev/null 2>&1 || missing+=(librsvg2-bin)
 /usr/bin/python3 -c 'import zmq' >/dev/null 2>&1 || missing+=(python3-zmq)
 [[ -x /usr/bin/uwsgi && -e /usr/lib/uwsgi/plugins/python3_plugin.so ]] || missing+=(uwsgi-core uwsgi-plugin-python3)
 if ((${#missing[@]} > 0)); then

@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { M2FleetError } from '../handler/errors.js';
+import type { Logger } from '../handler/types.js';
 import { addServeOptions, flagsOf } from './cli-options.js';
 import {
   buildConfig, clusterKeyFromEnvironment, fromEnvironment, type FleetConfig,
@@ -43,7 +44,31 @@ function signalMaster(pidfile: string, signal: NodeJS.Signals): void {
   process.stdout.write(`sent ${signal} to m2fleet master ${pid}\n`);
 }
 
-async function runFleet(config: FleetConfig): Promise<void> {
+// Settings a running master cannot change: they take effect at the next
+// start (sockets are bound once; stats, pidfile and logging belong to the
+// master; cluster settings to its member).
+const RESTART_ONLY = ['sockets', 'chmodSocket', 'stats', 'pidfile', 'logger', 'log', 'cluster'] as const;
+
+/**
+ * What SIGHUP rolls the fleet onto: the configuration read again (file,
+ * environment, flags). A file with an error keeps the running one.
+ */
+function reloadedConfig(running: FleetConfig, reread: () => FleetConfig, log: Logger): FleetConfig | null {
+  let next: FleetConfig;
+  try {
+    next = reread();
+  } catch (err) {
+    log.error({ err: (err as Error).message }, 'reload: the configuration has an error; keeping the running one');
+    return null;
+  }
+  const fixed = RESTART_ONLY.filter((k) => JSON.stringify(next[k]) !== JSON.stringify(running[k]));
+  if (fixed.length > 0) log.warn({ keys: fixed }, 'reload: these settings change at the next restart only');
+  const kept = Object.fromEntries(RESTART_ONLY.map((k) => [k, running[k]]));
+  const merged = Object.freeze({ ...next, ...kept }) as FleetConfig;
+  return JSON.stringify(merged) === JSON.stringify(running) ? null : merged;
+}
+
+async function runFleet(config: FleetConfig, reread?: () => FleetConfig): Promise<void> {
   const sinks = createSinks(config);
   const log = createLogger({ ...config.log, sink: sinks.write }).child({ component: 'master' });
   let master: Master | null = null;
@@ -85,7 +110,19 @@ async function runFleet(config: FleetConfig): Promise<void> {
   };
   process.on('SIGTERM', onStop);
   process.on('SIGINT', onStop);
-  process.on('SIGHUP', () => master?.reload());
+  let running = config;
+  process.on('SIGHUP', () => {
+    if (!master) return;
+    // Outside cluster mode a reload also picks up a changed configuration
+    // (in cluster mode the main's config comes from its own start).
+    const next = reread && config.cluster === null ? reloadedConfig(running, reread, log) : null;
+    if (next) {
+      running = next;
+      master.reconfigure(next);
+    } else {
+      master.reload();
+    }
+  });
   if (config.cluster === null) {
     await startFleet(config);
     return;
@@ -108,11 +145,16 @@ function emptySnapshot(): FleetSnapshot {
   };
 }
 
-function configFrom(program: Command): FleetConfig {
+/** Reads the configuration (file, environment, flags); throws on an error. */
+function readConfig(program: Command): FleetConfig {
   const o = program.opts<Record<string, unknown>>();
+  const file = typeof o['config'] === 'string' ? readConfigFile(o['config']) : {};
+  return buildConfig([file, fromEnvironment(process.env), flagsOf(program)]);
+}
+
+function configFrom(program: Command): FleetConfig {
   try {
-    const file = typeof o['config'] === 'string' ? readConfigFile(o['config']) : {};
-    return buildConfig([file, fromEnvironment(process.env), flagsOf(program)]);
+    return readConfig(program);
   } catch (err) {
     fail((err as Error).message);
   }
@@ -170,7 +212,7 @@ export function createProgram(): Command {
   addServeOptions(program);
   program.action(async () => {
     const config = configFrom(program);
-    await runFleet(config).catch((err: unknown) => {
+    await runFleet(config, () => readConfig(program)).catch((err: unknown) => {
       const code = err instanceof M2FleetError ? err.code : undefined;
       process.stderr.write(`${JSON.stringify({ level: 50, msg: 'cannot start', code,
         err: (err as Error).message })}\n`);

@@ -176,6 +176,48 @@ describe('repeated reloads', () => {
   });
 });
 
+describe('SIGHUP re-reads --config', () => {
+  test('a changed file rolls the fleet onto it; a broken one keeps the running config', async () => {
+    const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(join(tmpdir(), 'm2fleet-reconf-'));
+    const file = join(dir, 'fleet.json');
+    const h = m2.handlers.json;
+    const write = (extra: Record<string, unknown>): void => writeFileSync(file, JSON.stringify({
+      zeromq: `${h.sendSpec},${h.recvSpec}`, module: APP, processes: 1, threads: 1, mercy: '5s', ...extra,
+    }));
+    write({});
+    const fleet = await startFleet(['--config', file], { readyTimeoutMs: 30_000 });
+    try {
+      const threadsSeen = async (n: number): Promise<boolean> => {
+        const seen = new Set<string>();
+        for (let i = 0; i < 40 && seen.size < n; i++) seen.add(key(await who()));
+        return seen.size >= n;
+      };
+      assert.equal(await threadsSeen(2), false, 'one unit before the change');
+      write({ threads: 2 });
+      process.kill(fleet.pid, 'SIGHUP');
+      await fleet.waitForLog((r) => r.msg === 'reconfigure: rolling' && r.threads === 2, 10_000);
+      await until('two units answering', async () => ((await threadsSeen(2)) ? true : undefined));
+
+      write({ threads: 'many' });
+      process.kill(fleet.pid, 'SIGHUP');
+      const err = await fleet.waitForLog((r) => r.msg === 'reload: the configuration has an error; keeping the running one', 10_000);
+      assert.match(String(err.err), /threads/);
+      // The running fleet (two units) goes on serving.
+      assert.equal(await threadsSeen(2), true);
+
+      write({ threads: 2, stats: '127.0.0.1:1' });
+      process.kill(fleet.pid, 'SIGHUP');
+      const warn = await fleet.waitForLog((r) => r.msg === 'reload: these settings change at the next restart only', 10_000);
+      assert.deepEqual(warn.keys, ['stats']);
+    } finally {
+      await fleet.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('graceful stop', () => {
   test('SIGTERM lets a slow request finish, then exits 0', async () => {
     const fleet = await startFleet([...zeromq(), '--module', APP, '--mercy', '10s']);

@@ -29,6 +29,12 @@ export interface UnitOptions extends Omit<EndpointOptions, 'identity'> {
   flowControl: FlowControl;
   /** Units in the whole fleet (processes × threads); 1 when alone. */
   units: number;
+  /**
+   * Every message of a connection reaches the unit that took its first one
+   * (m2fleet's master routes by connection). Without it, several units
+   * share connections, and credited ones are closed after each response.
+   */
+  affinity?: boolean;
   /** Standard sockets (HTTP, uwsgi, FastCGI) served beside ZeroMQ. */
   sockets?: readonly SocketListener[];
   /** Limits of those sockets; DEFAULT_SOCKET_LIMITS when absent. */

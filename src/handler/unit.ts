@@ -547,14 +547,19 @@ export class HandlerUnit {
     const socket = req.socket;
     const m2 = socket instanceof Mongrel2Socket ? socket : null;
     const conn = m2 ? m2.peer as Connection : null;
-    // Known shortcoming: with download credits and several units, a later
-    // request on the same Mongrel2 connection may reach another unit, and
-    // Mongrel2's credits notices carry no hint of whose bytes they count,
-    // so the two units' accounting would drift until Mongrel2 cuts the
-    // client off or a response stalls. Each credited connection is
-    // therefore closed after its response when the fleet has more than
-    // one unit (as uWSGI's plugin does for every connection).
-    if (conn?.flow.credited && this.#options.units > 1) res.shouldKeepAlive = false;
+    // Known shortcoming (cluster mode, or units fed by Mongrel2 directly):
+    // without the master's routing by connection, a later request on the
+    // same Mongrel2 connection may reach another unit, and Mongrel2's
+    // credits notices carry no hint of whose bytes they count, so the two
+    // units' accounting would drift until Mongrel2 cuts the client off or
+    // a response stalls. Each credited connection is then closed after its
+    // response (as uWSGI's plugin does for every connection).
+    if (conn?.flow.credited && this.#options.units > 1 && !this.#options.affinity) {
+      res.shouldKeepAlive = false;
+    }
+    // A draining unit's connections move to the next process, whose credit
+    // count starts full: end credited ones here.
+    if (conn?.flow.credited && this.#stopping) res.shouldKeepAlive = false;
     // A handshake the app answered as a plain request: the client expects
     // frames or nothing on this connection, so it ends with the response.
     if (conn?.websocket) res.shouldKeepAlive = false;

@@ -10,7 +10,10 @@
  *
  * Mongrel2 still sees one consumer per unit and spreads requests over
  * them; a busy unit's small queues fill and make the lane stop reading,
- * so Mongrel2 routes around it. On a reload the lane switches to the new
+ * so Mongrel2 routes around it. Every later message of a connection (its
+ * next requests, credits and disconnect notices, upload pieces, WebSocket
+ * frames) goes to the lane that took its first one, whichever lane
+ * Mongrel2 dealt it to (see Owners). On a reload the lane switches to the new
  * generation's socket and then sends the old one a DRAIN_MARKER: the old
  * unit reads up to the marker, so it has every message meant for it.
  */
@@ -22,21 +25,80 @@ import type { Logger } from '../handler/types.js';
 
 
 const QUEUE = 16;
+/** Messages routed to another lane beyond which the reader waits for it. */
+const ROUTED_BACKLOG = 1024;
+/** A connection not heard of for this long loses its place (it is idle). */
+const OWNER_IDLE_MS = 10 * 60_000;
+
+/**
+ * Which lane holds each Mongrel2 connection of one endpoint. Mongrel2 deals
+ * every message (requests, notices, upload pieces, WebSocket frames)
+ * round-robin over the lanes; the table sends all of one connection's
+ * messages to the lane that saw it first, so one unit holds the whole
+ * connection: its credits, its upload stream, its frames in order.
+ */
+class Owners {
+  readonly #map = new Map<string, { lane: Lane; seen: number }>();
+  readonly #sweeper: NodeJS.Timeout;
+
+  constructor() {
+    this.#sweeper = setInterval(() => {
+      const cutoff = Date.now() - OWNER_IDLE_MS;
+      for (const [key, e] of this.#map) if (e.seen < cutoff) this.#map.delete(key);
+    }, 60_000);
+    this.#sweeper.unref();
+  }
+
+  /** The lane for the message `frame` that `receiver` took from Mongrel2. */
+  route(frame: Buffer, receiver: Lane): Lane {
+    const a = frame.indexOf(32);
+    const b = a < 0 ? -1 : frame.indexOf(32, a + 1);
+    // Malformed: the receiving unit logs and skips it.
+    if (b < 0) return receiver;
+    const key = frame.toString('latin1', 0, b);
+    const now = Date.now();
+    let entry = this.#map.get(key);
+    if (!entry || entry.lane.closed) {
+      entry = { lane: receiver, seen: now };
+      this.#map.set(key, entry);
+    } else {
+      entry.seen = now;
+    }
+    // A disconnect notice (path "@*") ends the connection.
+    if (frame[b + 1] === 64 && frame[b + 2] === 42 && frame.includes('disconnect')) this.#map.delete(key);
+    return entry.lane;
+  }
+
+  close(): void {
+    clearInterval(this.#sweeper);
+    this.#map.clear();
+  }
+}
 
 /** One unit slot's forwarding for one endpoint. */
 class Lane {
   readonly #pull: Pull;
   readonly #log: Logger;
+  readonly #owners: Owners;
   #target: Push | null = null;
-  #sending = false;
   #switchTo: Push | null = null;
   #closed = false;
+  /** Messages to forward, in order (this lane's own and routed ones). */
+  readonly #outbox: Buffer[][] = [];
+  #pumping: Promise<void> | null = null;
+  #roomWaiters: (() => void)[] = [];
 
-  constructor(sendSpec: string, log: Logger) {
+  constructor(sendSpec: string, owners: Owners, log: Logger) {
     this.#log = log;
+    this.#owners = owners;
     this.#pull = new Pull({ receiveHighWaterMark: QUEUE, linger: 0 });
     this.#pull.connect(sendSpec);
     void this.#loop();
+  }
+
+  /** True once the lane drains: connections it held move to other lanes. */
+  get closed(): boolean {
+    return this.#closed;
   }
 
   /** Starts forwarding to `next`; the previous target gets the marker. */
@@ -44,17 +106,63 @@ class Lane {
     // The same socket again: a crashed process's replacement took over its
     // addresses, and nothing needs draining.
     if (next === this.#target && this.#switchTo === null) return;
-    if (this.#sending) {
-      this.#switchTo = next;
-      return;
-    }
-    void this.#swap(next);
+    this.#switchTo = next;
+    this.#kick();
   }
 
-  async #swap(next: Push): Promise<void> {
-    const old = this.#target;
-    this.#target = next;
-    if (old && old !== next && !old.closed) await old.send(DRAIN_MARKER).catch(() => undefined);
+  /** Queues a message for this lane's unit (from any lane). */
+  enqueue(frames: Buffer[]): void {
+    this.#outbox.push(frames);
+    this.#kick();
+  }
+
+  /** Messages waiting to be forwarded. */
+  get backlog(): number {
+    return this.#outbox.length;
+  }
+
+  /** Resolves when this lane's queue has room (back-pressure on readers). */
+  async room(): Promise<void> {
+    while (this.#outbox.length >= QUEUE && this.#pumping) {
+      await new Promise<void>((r) => this.#roomWaiters.push(r));
+    }
+  }
+
+  #kick(): void {
+    this.#pumping ??= this.#pump().finally(() => {
+      this.#pumping = null;
+      if (this.#outbox.length > 0 || this.#switchTo) this.#kick();
+      else this.#wake();
+    });
+  }
+
+  #wake(): void {
+    const waiters = this.#roomWaiters;
+    this.#roomWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  // Sends queued messages in order; a switch happens between messages,
+  // so the old target's marker comes after everything it was sent.
+  async #pump(): Promise<void> {
+    for (;;) {
+      if (this.#switchTo && this.#target !== null && !this.#target.closed) {
+        const old = this.#target;
+        const next = this.#switchTo;
+        this.#switchTo = null;
+        this.#target = next;
+        if (old !== next) await old.send(DRAIN_MARKER).catch(() => undefined);
+        continue;
+      }
+      if (this.#switchTo && (this.#target === null || this.#target.closed)) {
+        this.#target = this.#switchTo;
+        this.#switchTo = null;
+      }
+      const frames = this.#outbox.shift();
+      if (!frames) return;
+      await this.#deliver(frames);
+      if (this.#outbox.length < QUEUE) this.#wake();
+    }
   }
 
   async #loop(): Promise<void> {
@@ -66,14 +174,14 @@ class Lane {
         if (this.#pull.closed) return;
         continue;
       }
-      this.#sending = true;
-      await this.#deliver(frames);
-      this.#sending = false;
-      if (this.#switchTo) {
-        const next = this.#switchTo;
-        this.#switchTo = null;
-        await this.#swap(next);
-      }
+      const lane = frames.length === 1 ? this.#owners.route(frames[0]!, this) : this;
+      // A lane that began draining meanwhile takes nothing more.
+      const to = lane.closed ? this : lane;
+      to.enqueue(frames);
+      // Back-pressure from this lane's own unit; another lane's unit holds
+      // this lane back only when it has fallen far behind (a stuck unit
+      // must not stall the connections of this one).
+      if (to === this || to.backlog > ROUTED_BACKLOG) await to.room();
     }
   }
 
@@ -81,13 +189,14 @@ class Lane {
   // process died or was replaced) the message goes to the next target.
   async #deliver(frames: Buffer[]): Promise<void> {
     for (;;) {
-      if (this.#closed) return;
       if ((this.#target === null || this.#target.closed) && this.#switchTo) {
         this.#target = this.#switchTo;
         this.#switchTo = null;
       }
       const target = this.#target;
       if (target === null || target.closed) {
+        // Draining with no process to take it: nothing can.
+        if (this.#closed) return;
         await new Promise((r) => setTimeout(r, 5));
         continue;
       }
@@ -102,13 +211,13 @@ class Lane {
   }
 
   /**
-   * Stops reading from Mongrel2, lets the message in hand go out, then
+   * Stops reading from Mongrel2, lets the messages in hand go out, then
    * tells the current target that nothing more will come.
    */
   async drain(): Promise<void> {
     this.#closed = true;
     if (!this.#pull.closed) this.#pull.close();
-    while (this.#sending) await new Promise((r) => setTimeout(r, 5));
+    while (this.#pumping) await this.#pumping;
     const target = this.#target;
     if (target && !target.closed) await target.send(DRAIN_MARKER).catch(() => undefined);
   }
@@ -120,6 +229,8 @@ export class Inbox {
   readonly #log: Logger;
   readonly #lanes = new Map<string, Lane>();
   readonly #pushes = new Map<string, Push>();
+  /** Connection owners per Mongrel2 send_spec. */
+  readonly #owners = new Map<string, Owners>();
 
   constructor(log: Logger) {
     this.#log = log;
@@ -158,7 +269,12 @@ export class Inbox {
         const key = `${slot} ${t} ${e} ${sendSpecs[e]}`;
         let lane = this.#lanes.get(key);
         if (!lane) {
-          lane = new Lane(sendSpecs[e]!, this.#log);
+          let owners = this.#owners.get(sendSpecs[e]!);
+          if (!owners) {
+            owners = new Owners();
+            this.#owners.set(sendSpecs[e]!, owners);
+          }
+          lane = new Lane(sendSpecs[e]!, owners, this.#log);
           this.#lanes.set(key, lane);
         }
         const push = this.#pushes.get(`${slot} ${t} ${e} ${generation}`);
@@ -197,6 +313,8 @@ export class Inbox {
   close(): void {
     for (const push of this.#pushes.values()) if (!push.closed) push.close();
     this.#pushes.clear();
+    for (const owners of this.#owners.values()) owners.close();
+    this.#owners.clear();
     rmSync(this.#dir, { recursive: true, force: true });
   }
 }

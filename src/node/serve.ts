@@ -95,6 +95,9 @@ export async function startUnit(
     flowControl: config.flowControl,
     // In cluster mode other hosts' units share the connections too.
     units: config.cluster === null ? config.processes * config.threads : Number.MAX_SAFE_INTEGER,
+    // The master routes each connection to one unit (inbox.ts); other
+    // hosts of a cluster share the connections without such routing.
+    affinity: config.cluster === null && config.zeromq.every((e) => e.pullSpec !== undefined),
     receiveHighWaterMark: config.receiveHighWaterMark,
     maxMessageSize: config.maxMessageSize,
     subscribeTimeoutMs: config.subscribeTimeoutMs,

@@ -50,3 +50,21 @@ test('four streamed 1 MB uploads all echo byte for byte with -p 2 --threads 2', 
     assert.equal(sha(got), sha(body), `upload ${i}`);
   }
 });
+
+test('with credits and four units, a keep-alive connection stays open: the master routes it to one unit', async () => {
+  const { RawConnection } = await import('../helpers/http-client.ts');
+  const conn = await RawConnection.connect(m2.httpPort);
+  try {
+    for (let i = 0; i < 12; i++) {
+      // Large enough that credits notices come back for each response.
+      await conn.write(`GET /json/download?mb=0.25&i=${i} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
+      const res = await conn.readResponse({ timeoutMs: 20_000 });
+      assert.equal(res.status, 200);
+      assert.equal(res.body.length, 256 * 1024, `response ${i}`);
+      assert.notEqual(res.headers['connection'], 'close', `response ${i} closed the connection`);
+    }
+    assert.equal(conn.closed, false);
+  } finally {
+    conn.close();
+  }
+});

@@ -268,19 +268,17 @@ export class HandlerUnit {
       this.#log.debug({ kind, connId: msg.connId, path: msg.path, bytes: msg.body.length,
         stream: headerString(msg.headers, 'UPLOAD_STREAM') }, 'message');
     }
-    // Mongrel2 deals notices, upload pieces and WebSocket frames
-    // round-robin like requests, so they often reach a unit that does not
-    // hold the connection. Hand those to the sibling units (once; a
-    // relayed message is never relayed again) so that the owner's
-    // credits, streams and sockets keep moving.
-    // Known shortcoming: a relayed WebSocket frame reaches its owner a
-    // little later than one Mongrel2 gave the owner directly, and
-    // Mongrel2's messages carry no sequence number to put them back in
-    // order. Under -p/--threads, frames a client sends back to back
-    // (less than about a millisecond apart) can reach the app out of
-    // order; frames sent one at a time (chat, request/response) keep
-    // theirs. Serve WebSocket routes from their own Mongrel2 handler with
-    // one unit when a burst's order matters (README "WebSockets").
+    // In a fleet the master routes every message of a connection to the
+    // unit holding it (src/node/inbox.ts). A notice, upload piece or
+    // WebSocket frame can still reach a unit that does not hold the
+    // connection: units fed by Mongrel2 directly, the unit that replaced
+    // the holder in a reload, another host in cluster mode. Hand those to
+    // the sibling units (once; a relayed message is never relayed again)
+    // so that the owner's credits, streams and sockets keep moving.
+    // Known shortcoming: a relayed WebSocket frame can reach its owner
+    // after a later one that came directly, so frames relayed around a
+    // reload can be reordered (Mongrel2's messages carry no sequence
+    // number to put them back in order).
     const held = kind === 'websocket-frame'
       ? this.#conns.get(key)?.websocket === true
       : this.#conns.has(key) || this.#deferred.has(key);

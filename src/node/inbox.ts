@@ -1,21 +1,24 @@
 /**
- * The master keeps each unit's Mongrel2 PULL, so that replacing a process
- * loses nothing: closing a PULL throws away what Mongrel2 had already
- * pushed into it, and Mongrel2 keeps pushing to every connected PULL.
+ * The master reads Mongrel2 for the whole fleet, so that replacing a
+ * process loses nothing (closing a PULL throws away what Mongrel2 had
+ * already pushed into it) and every message of a connection reaches one
+ * unit, in the order Mongrel2 sent it.
  *
- *   Mongrel2 PUSH ──> lane PULL (master, one per unit slot and endpoint)
- *                       │ forwards each message
+ *   Mongrel2 PUSH ──> Reader PULL (master, one per send_spec)
+ *                       │ routes by connection
+ *                       v
+ *                     Lane (one per unit slot, thread and endpoint)
+ *                       │ forwards, in order
  *                       v
  *                     ipc PUSH (one per process generation) ──> unit PULL (binds)
  *
- * Mongrel2 still sees one consumer per unit and spreads requests over
- * them; a busy unit's small queues fill and make the lane stop reading,
- * so Mongrel2 routes around it. Every later message of a connection (its
- * next requests, credits and disconnect notices, upload pieces, WebSocket
- * frames) goes to the lane that took its first one, whichever lane
- * Mongrel2 dealt it to (see Owners). On a reload the lane switches to the new
- * generation's socket and then sends the old one a DRAIN_MARKER: the old
- * unit reads up to the marker, so it has every message meant for it.
+ * A connection's first message goes to a lane with room, taking turns;
+ * its later messages (next keep-alive requests, credits and disconnect
+ * notices, upload pieces, WebSocket frames) follow it there. Each unit
+ * keeps its own PUB and identity for replies. On a reload a lane switches
+ * to the new generation's socket and then sends the old one a
+ * DRAIN_MARKER: the old unit reads up to the marker, so it has every
+ * message meant for it.
  */
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
@@ -23,82 +26,135 @@ import { Pull, Push } from 'zeromq';
 import { DRAIN_MARKER } from '../handler/endpoint.js';
 import type { Logger } from '../handler/types.js';
 
-
+/** Messages a lane holds for its unit before the reader waits for it. */
 const QUEUE = 16;
-/** Messages routed to another lane beyond which the reader waits for it. */
+/** Messages queued for a lane beyond which its connections move elsewhere. */
 const ROUTED_BACKLOG = 1024;
 /** A connection not heard of for this long loses its place (it is idle). */
 const OWNER_IDLE_MS = 10 * 60_000;
 
-/**
- * Which lane holds each Mongrel2 connection of one endpoint. Mongrel2 deals
- * every message (requests, notices, upload pieces, WebSocket frames)
- * round-robin over the lanes; the table sends all of one connection's
- * messages to the lane that saw it first, so one unit holds the whole
- * connection: its credits, its upload stream, its frames in order.
- */
-class Owners {
-  readonly #map = new Map<string, { lane: Lane; seen: number }>();
+/** Reads one Mongrel2 send_spec and routes each message to a lane. */
+class Reader {
+  readonly #pull: Pull;
+  readonly #lanes: Lane[] = [];
+  readonly #owners = new Map<string, { lane: Lane; seen: number }>();
   readonly #sweeper: NodeJS.Timeout;
+  readonly #done: Promise<void>;
+  #turn = 0;
+  #closed = false;
 
-  constructor() {
+  constructor(sendSpec: string) {
+    this.#pull = new Pull({ receiveHighWaterMark: QUEUE, linger: 0 });
+    this.#pull.connect(sendSpec);
     this.#sweeper = setInterval(() => {
       const cutoff = Date.now() - OWNER_IDLE_MS;
-      for (const [key, e] of this.#map) if (e.seen < cutoff) this.#map.delete(key);
+      for (const [key, e] of this.#owners) if (e.seen < cutoff) this.#owners.delete(key);
     }, 60_000);
     this.#sweeper.unref();
+    this.#done = this.#loop();
   }
 
-  /** The lane for the message `frame` that `receiver` took from Mongrel2. */
-  route(frame: Buffer, receiver: Lane): Lane {
+  add(lane: Lane): void {
+    if (!this.#lanes.includes(lane)) this.#lanes.push(lane);
+  }
+
+  remove(lane: Lane): void {
+    const i = this.#lanes.indexOf(lane);
+    if (i >= 0) this.#lanes.splice(i, 1);
+  }
+
+  /** Stops reading from Mongrel2; resolves once no message is in hand. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (!this.#pull.closed) this.#pull.close();
+    clearInterval(this.#sweeper);
+    await this.#done;
+  }
+
+  async #loop(): Promise<void> {
+    while (!this.#closed) {
+      let frames: Buffer[];
+      try {
+        frames = await this.#pull.receive();
+      } catch {
+        if (this.#pull.closed) return;
+        continue;
+      }
+      let lane = frames.length === 1 ? this.#route(frames[0]!) : this.#pick();
+      while (lane === null) {
+        // Every lane is full (or none serves yet): wait, then choose again.
+        await new Promise((r) => setTimeout(r, 2));
+        lane = frames.length === 1 ? this.#route(frames[0]!) : this.#pick();
+      }
+      lane.enqueue(frames);
+    }
+  }
+
+  // The lane for a message: its connection's, or a new one's.
+  #route(frame: Buffer): Lane | null {
     const a = frame.indexOf(32);
     const b = a < 0 ? -1 : frame.indexOf(32, a + 1);
-    // Malformed: the receiving unit logs and skips it.
-    if (b < 0) return receiver;
+    // Malformed: any unit logs and skips it.
+    if (b < 0) return this.#pick();
     const key = frame.toString('latin1', 0, b);
     const now = Date.now();
-    let entry = this.#map.get(key);
-    if (!entry || entry.lane.closed) {
-      entry = { lane: receiver, seen: now };
-      this.#map.set(key, entry);
+    let entry = this.#owners.get(key);
+    // A lane that stopped serving (draining, its process gone) or fell far
+    // behind (its unit stuck) gives its connections up: a stuck unit must
+    // not hold the reader, and so everyone else, back.
+    if (!entry || !entry.lane.serving || entry.lane.backlog >= ROUTED_BACKLOG) {
+      const lane = this.#pick();
+      if (lane === null) return null;
+      entry = { lane, seen: now };
+      this.#owners.set(key, entry);
     } else {
       entry.seen = now;
     }
     // A disconnect notice (path "@*") ends the connection.
-    if (frame[b + 1] === 64 && frame[b + 2] === 42 && frame.includes('disconnect')) this.#map.delete(key);
+    if (frame[b + 1] === 64 && frame[b + 2] === 42 && frame.includes('disconnect')) {
+      this.#owners.delete(key);
+    }
     return entry.lane;
   }
 
-  close(): void {
-    clearInterval(this.#sweeper);
-    this.#map.clear();
+  // Takes turns over the lanes that serve and have room.
+  #pick(): Lane | null {
+    const n = this.#lanes.length;
+    for (let i = 0; i < n; i++) {
+      const lane = this.#lanes[(this.#turn + i) % n]!;
+      if (lane.serving && lane.backlog < QUEUE) {
+        this.#turn = (this.#turn + i + 1) % n;
+        return lane;
+      }
+    }
+    return null;
   }
 }
 
 /** One unit slot's forwarding for one endpoint. */
 class Lane {
-  readonly #pull: Pull;
   readonly #log: Logger;
-  readonly #owners: Owners;
   #target: Push | null = null;
   #switchTo: Push | null = null;
   #closed = false;
-  /** Messages to forward, in order (this lane's own and routed ones). */
+  /** Messages to forward, in order. */
   readonly #outbox: Buffer[][] = [];
   #pumping: Promise<void> | null = null;
-  #roomWaiters: (() => void)[] = [];
 
-  constructor(sendSpec: string, owners: Owners, log: Logger) {
+  constructor(log: Logger) {
     this.#log = log;
-    this.#owners = owners;
-    this.#pull = new Pull({ receiveHighWaterMark: QUEUE, linger: 0 });
-    this.#pull.connect(sendSpec);
-    void this.#loop();
   }
 
-  /** True once the lane drains: connections it held move to other lanes. */
-  get closed(): boolean {
-    return this.#closed;
+  /** Takes new messages: not draining, and a process to send them to. */
+  get serving(): boolean {
+    if (this.#closed) return false;
+    const target = this.#switchTo ?? this.#target;
+    return target !== null && !target.closed;
+  }
+
+  /** Messages waiting to be forwarded. */
+  get backlog(): number {
+    return this.#outbox.length;
   }
 
   /** Starts forwarding to `next`; the previous target gets the marker. */
@@ -110,36 +166,17 @@ class Lane {
     this.#kick();
   }
 
-  /** Queues a message for this lane's unit (from any lane). */
+  /** Queues a message for this lane's unit. */
   enqueue(frames: Buffer[]): void {
     this.#outbox.push(frames);
     this.#kick();
-  }
-
-  /** Messages waiting to be forwarded. */
-  get backlog(): number {
-    return this.#outbox.length;
-  }
-
-  /** Resolves when this lane's queue has room (back-pressure on readers). */
-  async room(): Promise<void> {
-    while (this.#outbox.length >= QUEUE && this.#pumping) {
-      await new Promise<void>((r) => this.#roomWaiters.push(r));
-    }
   }
 
   #kick(): void {
     this.#pumping ??= this.#pump().finally(() => {
       this.#pumping = null;
       if (this.#outbox.length > 0 || this.#switchTo) this.#kick();
-      else this.#wake();
     });
-  }
-
-  #wake(): void {
-    const waiters = this.#roomWaiters;
-    this.#roomWaiters = [];
-    for (const w of waiters) w();
   }
 
   // Sends queued messages in order; a switch happens between messages,
@@ -161,27 +198,6 @@ class Lane {
       const frames = this.#outbox.shift();
       if (!frames) return;
       await this.#deliver(frames);
-      if (this.#outbox.length < QUEUE) this.#wake();
-    }
-  }
-
-  async #loop(): Promise<void> {
-    while (!this.#closed) {
-      let frames: Buffer[];
-      try {
-        frames = await this.#pull.receive();
-      } catch {
-        if (this.#pull.closed) return;
-        continue;
-      }
-      const lane = frames.length === 1 ? this.#owners.route(frames[0]!, this) : this;
-      // A lane that began draining meanwhile takes nothing more.
-      const to = lane.closed ? this : lane;
-      to.enqueue(frames);
-      // Back-pressure from this lane's own unit; another lane's unit holds
-      // this lane back only when it has fallen far behind (a stuck unit
-      // must not stall the connections of this one).
-      if (to === this || to.backlog > ROUTED_BACKLOG) await to.room();
     }
   }
 
@@ -211,12 +227,11 @@ class Lane {
   }
 
   /**
-   * Stops reading from Mongrel2, lets the messages in hand go out, then
-   * tells the current target that nothing more will come.
+   * Takes no more messages, lets those in hand go out, then tells the
+   * current target that nothing more will come.
    */
   async drain(): Promise<void> {
     this.#closed = true;
-    if (!this.#pull.closed) this.#pull.close();
     while (this.#pumping) await this.#pumping;
     const target = this.#target;
     if (target && !target.closed) await target.send(DRAIN_MARKER).catch(() => undefined);
@@ -229,8 +244,10 @@ export class Inbox {
   readonly #log: Logger;
   readonly #lanes = new Map<string, Lane>();
   readonly #pushes = new Map<string, Push>();
-  /** Connection owners per Mongrel2 send_spec. */
-  readonly #owners = new Map<string, Owners>();
+  /** The reader of each Mongrel2 send_spec. */
+  readonly #readers = new Map<string, Reader>();
+  /** The reader each lane is registered with. */
+  readonly #laneReader = new Map<Lane, Reader>();
 
   constructor(log: Logger) {
     this.#log = log;
@@ -269,16 +286,18 @@ export class Inbox {
         const key = `${slot} ${t} ${e} ${sendSpecs[e]}`;
         let lane = this.#lanes.get(key);
         if (!lane) {
-          let owners = this.#owners.get(sendSpecs[e]!);
-          if (!owners) {
-            owners = new Owners();
-            this.#owners.set(sendSpecs[e]!, owners);
-          }
-          lane = new Lane(sendSpecs[e]!, owners, this.#log);
+          lane = new Lane(this.#log);
           this.#lanes.set(key, lane);
         }
         const push = this.#pushes.get(`${slot} ${t} ${e} ${generation}`);
         if (push) lane.switchTo(push);
+        let reader = this.#readers.get(sendSpecs[e]!);
+        if (!reader) {
+          reader = new Reader(sendSpecs[e]!);
+          this.#readers.set(sendSpecs[e]!, reader);
+        }
+        reader.add(lane);
+        this.#laneReader.set(lane, reader);
       }
     }
   }
@@ -299,11 +318,19 @@ export class Inbox {
    * slot by default): a fleet stop, or a config with fewer units.
    */
   async drain(slot?: number, fromThread = 0): Promise<void> {
+    // A fleet stop: stop reading Mongrel2 first, with nothing left in hand.
+    if (slot === undefined) {
+      await Promise.all([...this.#readers.values()].map((r) => r.close()));
+      this.#readers.clear();
+    }
     const done: Promise<void>[] = [];
     for (const [key, lane] of this.#lanes) {
       const [s, t] = key.split(' ').map(Number);
       if (slot !== undefined && (s !== slot || t! < fromThread)) continue;
       this.#lanes.delete(key);
+      // The reader routes this lane's connections elsewhere from now on.
+      this.#laneReader.get(lane)?.remove(lane);
+      this.#laneReader.delete(lane);
       done.push(lane.drain());
     }
     await Promise.all(done);
@@ -313,8 +340,8 @@ export class Inbox {
   close(): void {
     for (const push of this.#pushes.values()) if (!push.closed) push.close();
     this.#pushes.clear();
-    for (const owners of this.#owners.values()) owners.close();
-    this.#owners.clear();
+    for (const reader of this.#readers.values()) void reader.close();
+    this.#readers.clear();
     rmSync(this.#dir, { recursive: true, force: true });
   }
 }

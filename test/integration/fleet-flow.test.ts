@@ -68,3 +68,22 @@ test('with credits and four units, a keep-alive connection stays open: the maste
     conn.close();
   }
 });
+
+test('pipelined requests on one connection are answered in order by four units', async () => {
+  const { RawConnection } = await import('../helpers/http-client.ts');
+  const conn = await RawConnection.connect(m2.httpPort);
+  try {
+    // Mongrel2 deals them over the units' lanes; one reader routes them all
+    // to the unit holding the connection, in the order they were sent.
+    let batch = '';
+    for (let i = 0; i < 20; i++) batch += `GET /json/headers?i=${i} HTTP/1.1\r\nHost: localhost\r\n\r\n`;
+    await conn.write(batch);
+    for (let i = 0; i < 20; i++) {
+      const res = await conn.readResponse({ timeoutMs: 20_000 });
+      assert.equal(res.status, 200);
+      assert.equal(JSON.parse(res.body.toString()).url, `/json/headers?i=${i}`);
+    }
+  } finally {
+    conn.close();
+  }
+});

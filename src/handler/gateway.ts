@@ -130,7 +130,7 @@ export function requestFromVars(
     // The content-length header is only re-declared when a body exists
     // or was declared, as buildRequestHead does for Mongrel2.
     headers['content-length'] = lengthText;
-  } else if (chunkedAllowed && /(^|,)\s*chunked\s*$/i.test(String(vars.find(([k]) => k === 'HTTP_TRANSFER_ENCODING')?.[1] ?? ''))) {
+  } else if (chunkedAllowed && /(^|,)\s*chunked\s*$/i.test(String(headers['transfer-encoding'] ?? ''))) {
     bodyLength = undefined;
   }
   if (limits.maxBody > 0 && bodyLength !== undefined && bodyLength > limits.maxBody) {

@@ -11,7 +11,6 @@ import net from 'node:net';
 import { plainResponse, reasonOf, refusalText } from './canned-responses.js';
 import { serveFastCgi } from './fastcgi-server.js';
 import type { GatewayContext, SocketKind, SocketLimits } from './gateway.js';
-import type { Logger } from './types.js';
 import { serveUwsgi } from './uwsgi-server.js';
 
 /** One standard socket to serve. */
@@ -21,11 +20,6 @@ export interface SocketListener {
   readonly address: string;
   /** Starts `server` listening (an inherited descriptor, or a test's port). */
   listen(server: net.Server): Promise<void>;
-}
-
-/** What the socket servers need from their unit. */
-export interface SocketServerContext extends Omit<GatewayContext, 'refused'> {
-  refused(kind: SocketKind, reason: string): void;
 }
 
 /** A listening socket server and how to drain it. */
@@ -45,18 +39,21 @@ export interface SocketServer {
 
 /** Builds the server for `listener` and starts it listening. */
 export async function startSocketServer(
-  listener: SocketListener, ctx: SocketServerContext,
+  listener: SocketListener, ctx: GatewayContext,
 ): Promise<SocketServer> {
+  // Each open connection, with whether it is between requests (gateways
+  // say so; HTTP keep-alive is Node's own closeIdleConnections()).
+  const connections = new Map<net.Socket, () => boolean>();
   const server = listener.kind === 'http'
     ? createHttpFront(ctx.server, ctx.limits, ctx)
-    : createGatewayServer(listener.kind, ctx);
+    : createGatewayServer(listener.kind, ctx, connections);
+  if (listener.kind === 'http') {
+    server.on('connection', (s: net.Socket) => {
+      connections.set(s, () => false);
+      s.once('close', () => connections.delete(s));
+    });
+  }
   await listener.listen(server);
-  const connections = new Set<net.Socket>();
-  server.on('connection', (s: net.Socket) => {
-    connections.add(s);
-    s.once('close', () => connections.delete(s));
-  });
-  const idleCheck = listener.kind === 'http' ? null : gatewayIdle;
   return {
     kind: listener.kind,
     address: listener.address,
@@ -68,26 +65,26 @@ export async function startSocketServer(
     },
     closeIdle: () => {
       if (server instanceof http.Server) server.closeIdleConnections();
-      if (idleCheck) for (const s of connections) if (idleCheck.get(s)?.()) s.end();
+      for (const [s, idle] of connections) if (idle()) s.end();
     },
     get connections() {
       return connections.size;
     },
     closeAll: () => {
       if (server instanceof http.Server) server.closeAllConnections();
-      for (const s of connections) s.destroy();
+      for (const s of connections.keys()) s.destroy();
     },
   };
 }
 
-// Whether a gateway connection is between requests, as its server says.
-const gatewayIdle = new WeakMap<net.Socket, () => boolean>();
-
-function createGatewayServer(kind: 'uwsgi' | 'fastcgi', ctx: SocketServerContext): net.Server {
+function createGatewayServer(
+  kind: 'uwsgi' | 'fastcgi', ctx: GatewayContext, connections: Map<net.Socket, () => boolean>,
+): net.Server {
   const serve = kind === 'uwsgi' ? serveUwsgi : serveFastCgi;
   return net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
+    socket.once('close', () => connections.delete(socket));
     try {
-      gatewayIdle.set(socket, serve(socket, ctx));
+      connections.set(socket, serve(socket, ctx));
     } catch (err) {
       ctx.log.error({ via: kind, err: (err as Error).message }, 'connection failed');
       socket.destroy();
@@ -109,7 +106,7 @@ function clientErrorStatus(code: string | undefined): number {
  * Upgrade and CONNECT requests go to the app when it listens for them.
  */
 export function createHttpFront(
-  app: Server, limits: SocketLimits, ctx: { refused(kind: SocketKind, reason: string): void; log: Logger },
+  app: Server, limits: SocketLimits, ctx: Pick<GatewayContext, 'refused' | 'log'>,
 ): Server {
   const front = http.createServer({
     maxHeaderSize: limits.maxHeaderSize,
@@ -166,7 +163,7 @@ export function createHttpFront(
 
 // A chunked body has no declared size: count it as Node's parser hands it
 // over, and cut the connection when it passes the limit.
-function watchBody(req: IncomingMessage, max: number, ctx: { refused(kind: SocketKind, reason: string): void; log: Logger }): void {
+function watchBody(req: IncomingMessage, max: number, ctx: Pick<GatewayContext, 'refused' | 'log'>): void {
   let seen = 0;
   const push = req.push.bind(req);
   req.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {

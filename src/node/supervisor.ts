@@ -7,6 +7,7 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { rmSync, writeFileSync } from 'node:fs';
+import type { Server } from 'node:net';
 import type { Logger } from '../handler/types.js';
 import type { FleetConfig } from './config.js';
 import { Inbox } from './inbox.js';
@@ -131,7 +132,7 @@ export function startMaster(
         for (let thread = 0; thread < msg.threads; thread++) {
           sockets.forEach((b, listener) => {
             const message: ToWorker = { t: 'socket', listener, thread };
-            if (worker.isConnected()) worker.send(message, b.handle as unknown as import('node:net').Server);
+            if (worker.isConnected()) worker.send(message, b.handle as unknown as Server);
           });
         }
         return;

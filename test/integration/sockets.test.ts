@@ -1,4 +1,4 @@
-// One m2fleet (--threads 2) serving a real Mongrel2 over ZeroMQ and, at
+// One m2fleet (-p 2 --threads 2) serving a real Mongrel2 over ZeroMQ and, at
 // the same time, plain HTTP, uwsgi (a unix socket, through a real nginx's
 // uwsgi_pass) and FastCGI (a TCP socket, through nginx's fastcgi_pass with
 // kept connections): the same requests give the same answers on all four
@@ -33,7 +33,7 @@ before(async () => {
   httpPort = h!;
   statsPort = s!;
   m2 = await startMongrel2({});
-  fleet = await startFleet([...zeromqArgs(m2, 'json'), '--module', APP, '--threads', '2', '--mongrel2-chroot', m2.dir,
+  fleet = await startFleet([...zeromqArgs(m2, 'json'), '--module', APP, '-p', '2', '--threads', '2', '--mongrel2-chroot', m2.dir,
     '--http', `127.0.0.1:${httpPort}`, '--socket', uwsgiPath, '--fastcgi-socket', `127.0.0.1:${f}`,
     '--chmod-socket', '600', '--stats', `127.0.0.1:${statsPort}`, '--access-log', '--mercy', '10s'],
   { readyTimeoutMs: 30_000 });
@@ -101,13 +101,20 @@ describe('the same app on four paths', () => {
     });
   }
 
-  test('the access log and /metrics count each transport, and both threads take socket connections', async () => {
+  test('the access log and /metrics count each transport, and units of both processes take socket connections', async () => {
     const units = new Set<unknown>();
-    for (let round = 0; round < 10 && units.size < 2; round++) {
+    const pids = new Set<unknown>();
+    for (let round = 0; round < 20 && (units.size < 3 || pids.size < 2); round++) {
       await Promise.all(Array.from({ length: 20 }, () => ask(bases['http']!, '/json/headers', { headers: { connection: 'close' } })));
-      for (const r of fleet.logs()) if (r.msg === 'access' && r.via === 'http') units.add(r.unit);
+      for (const r of fleet.logs()) {
+        if (r.msg === 'access' && r.via === 'http') {
+          units.add(r.unit);
+          pids.add(r.pid);
+        }
+      }
     }
-    assert.equal(units.size, 2, 'two unit threads accepted on the one --http socket');
+    assert.equal(pids.size, 2, 'both processes accepted on the one --http socket');
+    assert.ok(units.size >= 3, `only ${units.size} of 4 units accepted`);
     const vias = new Set(fleet.logs().filter((r) => r.msg === 'access').map((r) => r.via ?? 'zeromq'));
     assert.deepEqual([...vias].sort(), ['fastcgi', 'http', 'uwsgi', 'zeromq']);
     // The controller publishes counters once a second.

@@ -139,6 +139,13 @@ async function main(): Promise<void> {
     },
   }, LINGER_MS);
   slot.state = 'ready';
+  // Counters that change without a request (malformed messages, refusals
+  // on the standard sockets) reach the controller too, within a tick of
+  // its once-a-second snapshot.
+  const publish = setInterval(() => {
+    if (serving) slot.setCounters(serving.unit.counters, serving.unit.inflight);
+  }, 250);
+  publish.unref();
   port.postMessage({ t: 'ready', identity: serving.identity } satisfies ToController);
   log.debug({ thread: threadId, index: data.index }, 'unit thread ready');
 }

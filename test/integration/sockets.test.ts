@@ -142,6 +142,14 @@ describe('the same app on four paths', () => {
     assert.match(bytes, /^HTTP\/1\.1 400 /);
     const after = await ask(bases['uwsgi']!, '/json/headers');
     assert.equal(after.status, 200);
+    // The refusal reaches /metrics (the controller publishes once a second).
+    let refused = false;
+    for (let i = 0; i < 40 && !refused; i++) {
+      const text = await (await fetch(`http://127.0.0.1:${statsPort}/metrics`)).text();
+      refused = /m2fleet_socket_refused_total\{[^}]*via="http"\} [1-9]/.test(text);
+      if (!refused) await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.ok(refused, 'm2fleet_socket_refused_total{via="http"} stayed 0');
   });
 });
 

@@ -53,6 +53,9 @@ export function addServeOptions(program: Command): void {
     .option('--max-requests <N>', 'replace a process after N requests (0: never)')
     .option('--reload-on-rss <MiB>', 'replace a process whose RSS passes MiB (0: never)')
     .option('--harakiri <TIME>', 'kill and replace a process stuck on one request for TIME')
+    .addOption(new Option('--sched-policy <POLICY>', 'CPU scheduling of the fleet\'s threads: '
+      + 'batch (SCHED_BATCH, fewer preemptions between them) or inherit (as started) (batch)')
+      .choices(['batch', 'inherit']))
     .option('--pidfile <FILE>', 'write the master\'s pid here (for m2fleet reload/stop)')
     .option('--stats <HOST:PORT>', 'serve /metrics, /healthz, /readyz and /status here')
     .option('--logger <SINK>', 'stderr, or zeromq:tcp://HOST:PORT (stderr)')

@@ -19,6 +19,7 @@ import { createSinks } from './log-sinks.js';
 import { startStatsServer } from './stats-server.js';
 import { fetchStatus, formatClusterTable, formatStatusTable } from './status-table.js';
 import { generateGroupKeyLine, generateSigningKeyPair } from '../cluster/keys.js';
+import { applySchedPolicy } from './sched.js';
 import { startMaster, type Master } from './supervisor.js';
 import { loadKeyring, startClusterNode, type ClusterNode } from './cluster-node.js';
 import type { FleetSnapshot } from './snapshot.js';
@@ -47,7 +48,9 @@ function signalMaster(pidfile: string, signal: NodeJS.Signals): void {
 // Settings a running master cannot change: they take effect at the next
 // start (sockets are bound once; stats, pidfile and logging belong to the
 // master; cluster settings to its member).
-const RESTART_ONLY = ['sockets', 'chmodSocket', 'stats', 'pidfile', 'logger', 'log', 'cluster'] as const;
+const RESTART_ONLY = [
+  'sockets', 'chmodSocket', 'stats', 'pidfile', 'logger', 'log', 'cluster', 'schedPolicy',
+] as const;
 
 /**
  * What SIGHUP rolls the fleet onto: the configuration read again (file,
@@ -71,6 +74,8 @@ function reloadedConfig(running: FleetConfig, reread: () => FleetConfig, log: Lo
 async function runFleet(config: FleetConfig, reread?: () => FleetConfig): Promise<void> {
   const sinks = createSinks(config);
   const log = createLogger({ ...config.log, sink: sinks.write }).child({ component: 'master' });
+  // Before any worker or ZeroMQ thread exists: they inherit it.
+  applySchedPolicy(config.schedPolicy, log);
   let master: Master | null = null;
   let cluster: ClusterNode | null = null;
   const exit = (code: number): void => {

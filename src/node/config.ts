@@ -12,6 +12,7 @@ import {
   DEFAULT_SOCKET_LIMITS, type SocketKind, type SocketLimits,
 } from '../handler/gateway.js';
 import type { LevelName } from './log.js';
+import type { SchedPolicy } from './sched.js';
 
 /** Everything a node needs to serve; see `m2fleet --help` for each key. */
 export interface FleetConfig {
@@ -53,6 +54,8 @@ export interface FleetConfig {
   readonly reloadOnRssMb: number;
   /** Kill and replace a process stuck this long on one request (0: never). */
   readonly harakiriMs: number;
+  /** CPU scheduling policy of the fleet's threads (see sched.ts). */
+  readonly schedPolicy: SchedPolicy;
   /** Where the master writes its pid (for `m2fleet reload`), or null. */
   readonly pidfile: string | null;
   /** `--stats HOST:PORT`: metrics and status server, or null. */
@@ -122,7 +125,7 @@ export const CONFIG_KEYS = [
   'chmodSocket', 'module', 'interface', 'fastWebGlobals', 'mongrel2Chroot', 'uploadDir',
   'defaultHost', 'maxInflight', 'receiveHighWaterMark', 'maxMessageSize', 'idleTimeout',
   'subscribeTimeout', 'mercy', 'flowControl', 'processes', 'threads', 'maxRequests',
-  'reloadOnRss', 'harakiri', 'pidfile', 'stats', 'logger', 'accessLog', 'logLevel',
+  'reloadOnRss', 'harakiri', 'schedPolicy', 'pidfile', 'stats', 'logger', 'accessLog', 'logLevel',
   'logFormat', 'debug', 'cluster', 'clusterName', 'clusterIface', 'clusterTtl',
   'clusterPeers', 'clusterNoMulticast', 'clusterKeyFile', 'clusterSignKey',
   'clusterVerifyKey', 'clusterAppRoot', 'clusterEndpointHost', 'clusterStateDir',
@@ -163,6 +166,7 @@ export const ENVIRONMENT: Readonly<Record<string, keyof FlatKeys>> = {
   M2FLEET_LOG_LEVEL: 'logLevel',
   M2FLEET_LOG_FORMAT: 'logFormat',
   M2FLEET_DEBUG: 'debug',
+  M2FLEET_SCHED_POLICY: 'schedPolicy',
 };
 
 function parseSpecs(value: unknown): EndpointSpec[] {
@@ -412,6 +416,7 @@ export function buildConfig(layers: readonly RawConfig[], cwd = process.cwd()): 
     maxRequests: int('maxRequests', raw.maxRequests, 0, 0),
     reloadOnRssMb: int('reloadOnRss', raw.reloadOnRss, 0, 0),
     harakiriMs: raw.harakiri === undefined ? 0 : duration('harakiri', raw.harakiri, '0'),
+    schedPolicy: oneOf('schedPolicy', raw.schedPolicy, ['batch', 'inherit'], 'batch'),
     pidfile: raw.pidfile === undefined || raw.pidfile === '' ? null
       : path.resolve(cwd, String(raw.pidfile)),
     stats: raw.stats === undefined || raw.stats === '' ? null : hostPort('stats', raw.stats),

@@ -48,6 +48,7 @@ describe('buildConfig defaults', () => {
     assert.equal(c.subscribeTimeoutMs, 2000);
     assert.equal(c.mercyMs, 30_000);
     assert.equal(c.flowControl, 'auto');
+    assert.equal(c.schedPolicy, 'batch');
     assert.deepEqual(c.log, { level: 'info', format: 'json', debug: [] });
   });
 
@@ -174,6 +175,7 @@ describe('buildConfig refuses bad values naming key and value', () => {
     [{ flowControl: 'ON' }, 'flowControl', '"ON"'],
     [{ logLevel: 'trace' }, 'logLevel', '"trace"'],
     [{ logFormat: 'xml' }, 'logFormat', '"xml"'],
+    [{ schedPolicy: 'fifo' }, 'schedPolicy', '"fifo"'],
     [{ fastWebGlobals: 'yes' }, 'fastWebGlobals', '"yes"'],
     [{ defaultHost: 'a b' }, 'defaultHost', '"a b"'],
   ];

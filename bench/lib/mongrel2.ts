@@ -11,7 +11,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTempDir, spawnTracked, stopTracked, removeTempDir, type Tracked } from './children.ts';
-import { waitForPort } from './net.ts';
+import { waitForPort } from '../../test/helpers/ports.ts';
 
 /** One handler's endpoints and ident. */
 export interface HandlerEndpoints {

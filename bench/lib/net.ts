@@ -1,10 +1,11 @@
 /**
- * Loopback helpers: free ports (the kernel's choice, port 0), waiting for
- * a port to accept, and one bounded HTTP request to check a setup answers
- * what it should before it is measured.
+ * Loopback helpers: free ports (the kernel's choice, port 0) and one
+ * bounded HTTP request to check a setup answers what it should before it
+ * is measured. Waiting for a port to accept is test/helpers/ports.ts's
+ * waitForPort.
  */
 import http from 'node:http';
-import { connect, createServer, type Server } from 'node:net';
+import { createServer, type Server } from 'node:net';
 
 /** `count` distinct ports that were free on 127.0.0.1 a moment ago. */
 export async function freePorts(count: number): Promise<number[]> {
@@ -21,27 +22,6 @@ export async function freePorts(count: number): Promise<number[]> {
   } finally {
     await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
   }
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    const done = (ok: boolean): void => { socket.destroy(); resolve(ok); };
-    socket.setTimeout(1000, () => done(false));
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
-}
-
-/** Resolves once 127.0.0.1:port accepts TCP; throws after timeoutMs or if alive() turns false. */
-export async function waitForPort(port: number, timeoutMs: number, alive: () => boolean): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (!alive()) throw new Error(`exited before listening on 127.0.0.1:${port}`);
-    if (await canConnect(port)) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`did not listen on 127.0.0.1:${port} within ${timeoutMs} ms`);
 }
 
 /** One response, fully read. */

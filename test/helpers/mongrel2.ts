@@ -13,12 +13,11 @@ import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { renderMongrel2Config } from '../../scripts/mongrel2-conf.mjs';
 import { startWatchdog } from './watchdog.ts';
-import { freePorts } from './ports.js';
+import { freePorts, waitForPort } from './ports.js';
 
 /** Where the Debian package mongrel2-core puts the server. */
 export const MONGREL2_BIN = '/usr/bin/mongrel2';
@@ -116,7 +115,7 @@ export async function startMongrel2(opts: Mongrel2Options = {}): Promise<Mongrel
 
     child = spawnMongrel2(dir, serverUuid);
     disarm = startWatchdog(child.pid ?? 0, dir);
-    await waitForPort(httpPort!, child, opts.startTimeoutMs ?? 10_000, () =>
+    await waitForHttpPort(httpPort!, child, opts.startTimeoutMs ?? 10_000, () =>
       `${tail(readErrorLog(dir))}\n--- mongrel2 stdout/stderr ---\n${tail(readLog(dir, 'stdio.log'))}`);
     return makeInstance(dir, child, serverUuid, httpPort!, handlers, disarm);
   } catch (err) {
@@ -196,7 +195,7 @@ function spawnMongrel2(dir: string, uuid: string): ChildProcess {
     const child = spawn(MONGREL2_BIN, ['config.sqlite', uuid], {
       cwd: dir, env, stdio: ['ignore', out, out],
     });
-    child.on('error', () => { /* seen as an early exit by waitForPort */ });
+    child.on('error', () => { /* seen as an early exit by waitForHttpPort */ });
     child.unref();
     return child;
   } finally {
@@ -205,30 +204,19 @@ function spawnMongrel2(dir: string, uuid: string): ChildProcess {
 }
 
 
-/** Resolves when 127.0.0.1:port accepts a TCP connection. */
-async function waitForPort(
+/**
+ * Resolves when Mongrel2's HTTP port accepts TCP. The error says whether
+ * it exited (with its code and signal) or timed out, and carries its logs.
+ */
+async function waitForHttpPort(
   port: number, child: ChildProcess, timeoutMs: number, diagnostics: () => string,
 ): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (let attempt = 0; attempt < 1000 && Date.now() < deadline; attempt++) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`mongrel2 exited early (code ${child.exitCode}, signal ${child.signalCode}) before listening on 127.0.0.1:${port}\n${diagnostics()}`);
-    }
-    if (await canConnect(port)) return;
-    await delay(50);
+  try {
+    await waitForPort(port, timeoutMs, () => isRunning(child));
+  } catch (err) {
+    const how = isRunning(child) ? '' : ` (code ${child.exitCode}, signal ${child.signalCode})`;
+    throw new Error(`mongrel2 ${(err as Error).message}${how}\n${diagnostics()}`);
   }
-  throw new Error(`mongrel2 did not listen on 127.0.0.1:${port} within ${timeoutMs} ms\n${diagnostics()}`);
-}
-
-/** One TCP connect attempt (1 s bound). */
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    const done = (ok: boolean): void => { socket.destroy(); resolve(ok); };
-    socket.setTimeout(1000, () => done(false));
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
 }
 
 /** Sends SIGTERM, waits up to 5 s, then SIGKILL and waits up to 2 s more. */
@@ -309,10 +297,6 @@ function readLog(dir: string, name: string): string {
 /** The last 40 lines of a text. */
 function tail(text: string): string {
   return text.split('\n').slice(-40).join('\n');
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** `--zeromq SEND,RECV` flags for m2fleet, one pair per handler named. */

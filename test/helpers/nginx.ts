@@ -8,10 +8,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePorts } from './ports.ts';
+import { freePorts, waitForPort } from './ports.ts';
 import { startWatchdog } from './watchdog.ts';
 
 export const NGINX_BIN = '/usr/sbin/nginx';
@@ -54,22 +53,6 @@ function serverBlock(u: NginxUpstream, port: number, index: number): string {
         ${pass}${buffering}
       }
     }`;
-}
-
-function waitForPort(port: number, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  return new Promise((resolve, reject) => {
-    const attempt = (): void => {
-      const s = connect(port, '127.0.0.1');
-      s.once('connect', () => { s.destroy(); resolve(); });
-      s.once('error', () => {
-        s.destroy();
-        if (Date.now() > deadline) reject(new Error(`nginx did not listen on ${port}`));
-        else setTimeout(attempt, 50);
-      });
-    };
-    attempt();
-  });
 }
 
 /** Starts nginx in the foreground with one server per upstream. */
@@ -116,7 +99,7 @@ ${upstreams.map((u, i) => serverBlock(u, ports[i]!, i)).join('\n')}
     await Promise.all(ports.map((p) => waitForPort(p, 10_000)));
   } catch (err) {
     await stop();
-    throw new Error(`${(err as Error).message}\n${stderr}`);
+    throw new Error(`nginx ${(err as Error).message}\n${stderr}`);
   }
   return {
     pid: child.pid!,

@@ -1,8 +1,9 @@
 /**
  * Free TCP ports on 127.0.0.1 for tests. Each port comes from the kernel
  * (listen on port 0), so two test runs on one machine do not collide.
+ * Also waiting for a port to accept (tests and bench both use it).
  */
-import { createServer, type Server } from 'node:net';
+import { connect, createServer, type Server } from 'node:net';
 
 /** Listens on 127.0.0.1:0 and resolves with the open server. */
 function listenOnAnyPort(): Promise<Server> {
@@ -52,4 +53,31 @@ export async function freePorts(count: number): Promise<number[]> {
   } finally {
     await Promise.all(servers.map(closeServer));
   }
+}
+
+/** One TCP connect attempt to 127.0.0.1:port (1 s bound). */
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    const done = (ok: boolean): void => { socket.destroy(); resolve(ok); };
+    socket.setTimeout(1000, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+/**
+ * Resolves once 127.0.0.1:port accepts TCP, trying every 50 ms. Throws
+ * `exited before listening on 127.0.0.1:PORT` as soon as running() turns
+ * false, or `did not listen on 127.0.0.1:PORT within N ms` after timeoutMs;
+ * callers put the server's name in front.
+ */
+export async function waitForPort(port: number, timeoutMs: number, running: () => boolean = () => true): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!running()) throw new Error(`exited before listening on 127.0.0.1:${port}`);
+    if (await canConnect(port)) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`did not listen on 127.0.0.1:${port} within ${timeoutMs} ms`);
 }

@@ -11,7 +11,7 @@ import {
   FCGI_RESPONDER, FCGI_STATUS, FcgiReader, parseBeginRequest, type FcgiRecord,
 } from './fastcgi-codec.js';
 import {
-  GatewayExchange, GatewayRefusal, requestFromVars, type GatewayContext,
+  GatewayExchange, GatewayRefusal, RequestTimers, requestFromVars, type GatewayContext,
 } from './gateway.js';
 
 /** What m2fleet answers to FCGI_GET_VALUES. */
@@ -41,27 +41,20 @@ export function serveFastCgi(tcp: Socket, ctx: GatewayContext): () => boolean {
   let current: Current | null = null;
   // Requests refused with CANT_MPX_CONN: their remaining records are dropped.
   const refusedIds = new Set<number>();
-  let headerTimer: NodeJS.Timeout | null = null;
-  let requestTimer: NodeJS.Timeout | null = null;
-
-  const clearTimers = (): void => {
-    if (headerTimer) clearTimeout(headerTimer);
-    if (requestTimer) clearTimeout(requestTimer);
-    headerTimer = requestTimer = null;
-  };
+  const timers = new RequestTimers(limits);
 
   // Broken framing: nothing more on this connection can be trusted.
   const fail = (reason: string): void => {
     ctx.refused('fastcgi', reason);
     ctx.log.warn({ via: 'fastcgi', remote: tcp.remoteAddress, reason }, 'fastcgi connection closed');
-    clearTimers();
+    timers.clear();
     current?.exchange?.abort();
     tcp.destroy();
   };
 
   const endRequest = (c: Current, protocolStatus: number = FCGI_STATUS.REQUEST_COMPLETE): void => {
     c.finished = true;
-    clearTimers();
+    timers.clear();
     if (tcp.destroyed) return;
     // Body records the app left unread are still read (and dropped).
     tcp.resume();
@@ -84,11 +77,10 @@ export function serveFastCgi(tcp: Socket, ctx: GatewayContext): () => boolean {
   };
 
   function startHeaderTimer(): void {
-    if (headerTimer) clearTimeout(headerTimer);
-    headerTimer = setTimeout(() => {
+    timers.startHead(() => {
       if (current && !current.finished && current.exchange === null) refuse(current, 408, 'request head too slow');
       else if (!current || current.finished) tcp.end();
-    }, limits.headerTimeoutMs);
+    });
   }
 
   const begin = (c: Current): void => {
@@ -101,15 +93,15 @@ export function serveFastCgi(tcp: Socket, ctx: GatewayContext): () => boolean {
       return refuse(c, err.status, err.reason);
     }
     c.params = [];
-    if (headerTimer) clearTimeout(headerTimer);
-    requestTimer = setTimeout(() => {
+    timers.headArrived();
+    timers.startRequest(() => {
       if (!c.exchange || c.exchange.bodyDone || c.finished) return;
       if (c.exchange.headSent) tcp.destroy();
       else {
         c.exchange.abort();
         refuse(c, 408, 'request body too slow');
       }
-    }, limits.requestTimeoutMs);
+    });
     c.exchange = new GatewayExchange(ctx.server, request, 'fastcgi', tcp, {
       head: (status, reason, lines) => {
         const text = `Status: ${status} ${reason}\r\n${lines}\r\n`;
@@ -253,7 +245,7 @@ export function serveFastCgi(tcp: Socket, ctx: GatewayContext): () => boolean {
   });
   tcp.on('error', (err) => ctx.log.debug({ via: 'fastcgi', err: err.message }, 'connection error'));
   tcp.on('close', () => {
-    clearTimers();
+    timers.clear();
     if (current && !current.finished) current.exchange?.abort();
   });
   return () => current === null || current.finished;

@@ -56,6 +56,40 @@ export interface GatewayContext {
   readonly draining: () => boolean;
 }
 
+/**
+ * The two deadlines of a gateway request: its head must arrive within
+ * headerTimeoutMs, the whole request within requestTimeoutMs. Starting a
+ * timer again replaces it; clear() stops both.
+ */
+export class RequestTimers {
+  #head: NodeJS.Timeout | null = null;
+  #request: NodeJS.Timeout | null = null;
+
+  constructor(private readonly limits: SocketLimits) {}
+
+  startHead(onTimeout: () => void): void {
+    this.headArrived();
+    this.#head = setTimeout(onTimeout, this.limits.headerTimeoutMs);
+  }
+
+  /** Stops the head timer. */
+  headArrived(): void {
+    if (this.#head) clearTimeout(this.#head);
+    this.#head = null;
+  }
+
+  startRequest(onTimeout: () => void): void {
+    if (this.#request) clearTimeout(this.#request);
+    this.#request = setTimeout(onTimeout, this.limits.requestTimeoutMs);
+  }
+
+  clear(): void {
+    this.headArrived();
+    if (this.#request) clearTimeout(this.#request);
+    this.#request = null;
+  }
+}
+
 /** A request refused before the app saw it, with the status to answer. */
 export class GatewayRefusal extends Error {
   constructor(readonly status: number, readonly reason: string) {

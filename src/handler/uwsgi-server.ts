@@ -5,7 +5,7 @@
 import type { Socket } from 'node:net';
 import { plainResponse } from './canned-responses.js';
 import {
-  GatewayExchange, GatewayRefusal, requestFromVars, type GatewayContext,
+  GatewayExchange, GatewayRefusal, RequestTimers, requestFromVars, type GatewayContext,
 } from './gateway.js';
 import { parseUwsgiPacket, UWSGI_REQUEST, UwsgiError } from './uwsgi-codec.js';
 
@@ -17,30 +17,27 @@ export function serveUwsgi(tcp: Socket, ctx: GatewayContext): () => boolean {
   const { limits } = ctx;
   let pending: Buffer = Buffer.alloc(0);
   let exchange: GatewayExchange | null = null;
+  const timers = new RequestTimers(limits);
 
   const refuse = (status: number, reason: string): void => {
     ctx.refused('uwsgi', reason);
     ctx.log.warn({ via: 'uwsgi', remote: tcp.remoteAddress, status, reason }, 'uwsgi request refused');
     tcp.removeListener('data', onData);
     if (!tcp.destroyed) tcp.end(plainResponse(status));
-    clearTimers();
+    timers.clear();
   };
 
   // A request must arrive whole within the request timeout and its packet
   // within the header timeout; a stalled body is cut by the idle timer.
-  const headerTimer = setTimeout(() => refuse(408, 'request head too slow'), limits.headerTimeoutMs);
-  const requestTimer = setTimeout(() => {
+  timers.startHead(() => refuse(408, 'request head too slow'));
+  timers.startRequest(() => {
     if (exchange?.bodyDone) return;
     if (exchange?.headSent) tcp.destroy();
     else {
       exchange?.abort();
       refuse(408, 'request body too slow');
     }
-  }, limits.requestTimeoutMs);
-  const clearTimers = (): void => {
-    clearTimeout(headerTimer);
-    clearTimeout(requestTimer);
-  };
+  });
   tcp.setTimeout(limits.idleTimeoutMs, () => {
     // Only a client that stopped sending is cut; an app at work is not.
     if (exchange === null || !exchange.bodyDone) {
@@ -65,7 +62,7 @@ export function serveUwsgi(tcp: Socket, ctx: GatewayContext): () => boolean {
       return;
     }
     if (packet === null) return;
-    clearTimeout(headerTimer);
+    timers.headArrived();
     if (packet.modifier1 !== UWSGI_REQUEST) {
       refuse(501, `modifier1 ${packet.modifier1} is not served`);
       return;
@@ -88,7 +85,7 @@ export function serveUwsgi(tcp: Socket, ctx: GatewayContext): () => boolean {
         tcp.write(bytes);
       },
       end: (complete) => {
-        clearTimers();
+        timers.clear();
         // A response cut short must not look whole to nginx.
         if (complete) tcp.end();
         else tcp.destroy();
@@ -100,7 +97,7 @@ export function serveUwsgi(tcp: Socket, ctx: GatewayContext): () => boolean {
   tcp.on('data', onData);
   tcp.on('error', (err) => ctx.log.debug({ via: 'uwsgi', err: err.message }, 'connection error'));
   tcp.on('close', () => {
-    clearTimers();
+    timers.clear();
     exchange?.abort();
   });
   // nginx may half-close after the request; the answer still goes.

@@ -354,6 +354,7 @@ function addNotes(data: BenchData): void {
   }
   data.notes.push('Mongrel2 runs with its defaults (no download.flow_control), so m2fleet keeps keep-alive with several units; every Mongrel2 and nginx writes its access log.');
   data.notes.push('nginx runs 1 worker and uWSGI 1 process (no threads), like m2fleet -p 1 behind one Mongrel2; wrk uses 1 thread.');
+  data.notes.push('m2fleet runs with its defaults, which include --sched-policy batch (its threads under SCHED_BATCH); the peers, Mongrel2 and wrk run under the normal policy.');
 }
 
 async function writeOutputs(flags: Flags, data: BenchData): Promise<void> {

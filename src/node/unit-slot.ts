@@ -25,6 +25,7 @@ const FIELDS = BY_SOCKET + SOCKET_KINDS.length;
 const BUCKETS = DURATION_BUCKETS.length + 1;
 const DESCRIPTION_BYTES = 256;
 const NUMBERS = FIELDS + BUCKETS;
+const ENCODER = new TextEncoder();
 
 /** Allocates the shared memory for one unit. */
 export function createSlotBuffer(): SharedArrayBuffer {
@@ -58,8 +59,12 @@ export class UnitSlot {
     this.#n[3] = c.malformed;
     this.#n[4] = c.refused;
     this.#n[5] = c.notices;
-    TRANSPORTS.forEach((t, i) => { this.#n[BY_TRANSPORT + i] = c.transports[t]; });
-    SOCKET_KINDS.forEach((k, i) => { this.#n[BY_SOCKET + i] = c.socketRefused[k]; });
+    for (let i = 0; i < TRANSPORTS.length; i++) {
+      this.#n[BY_TRANSPORT + i] = c.transports[TRANSPORTS[i]!];
+    }
+    for (let i = 0; i < SOCKET_KINDS.length; i++) {
+      this.#n[BY_SOCKET + i] = c.socketRefused[SOCKET_KINDS[i]!];
+    }
   }
 
   /** Called by the thread when a response ends. */
@@ -75,7 +80,7 @@ export class UnitSlot {
   setOldest(startedAt: number, description: string): void {
     this.#n[7] = startedAt;
     this.#text.fill(0);
-    if (startedAt !== 0) new TextEncoder().encodeInto(description, this.#text);
+    if (startedAt !== 0) ENCODER.encodeInto(description, this.#text);
   }
 
   set startedAt(ms: number) {

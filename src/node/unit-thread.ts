@@ -116,12 +116,18 @@ async function main(): Promise<void> {
     else if (msg.t === 'answer') serving?.unit.answerFor(msg.index, msg.sender, msg.connId);
   });
 
+  // The slot shows the oldest request in flight (harakiri reads it); it is
+  // rewritten only when that is another request.
+  let shown: ActiveRequest | undefined;
+  const showOldest = (): void => {
+    const oldest = serving?.unit.oldestRequest();
+    if (oldest === shown) return;
+    shown = oldest;
+    slot.setOldest(oldest?.startedAt ?? 0, oldest ? describe(oldest) : '');
+  };
   serving = await startUnit(config, log, data.socketFds, {
     onRequestStart: () => {
-      const oldest = serving?.unit.oldestRequest();
-      if (oldest && slot.oldestStartedAt !== oldest.startedAt) {
-        slot.setOldest(oldest.startedAt, describe(oldest));
-      }
+      showOldest();
       slot.setCounters(serving!.unit.counters, serving!.unit.inflight);
     },
     onRelay: (index, frame) => {
@@ -130,8 +136,7 @@ async function main(): Promise<void> {
     onFlowControl: () => port.postMessage({ t: 'flow-on' } satisfies ToController),
     onResponse: (r) => {
       slot.recordDuration(r.durationMs / 1000);
-      const oldest = serving?.unit.oldestRequest();
-      slot.setOldest(oldest?.startedAt ?? 0, oldest ? describe(oldest) : '');
+      showOldest();
       slot.setCounters(serving!.unit.counters, serving!.unit.inflight);
       if (config.accessLog) {
         log.info(formatAccessLine({ ...r, path: r.url, unit: serving!.identity }), 'access');

@@ -88,8 +88,13 @@ export function decodeJsonHeaders(
 
   const headers: HeaderMap = Object.create(null);
   const source = parsed as Record<string, unknown>;
-  for (const key of Object.keys(source)) {
-    headers[toByteString(key)] = toHeaderValue(key, source[key]);
+  // Only a \u escape can make a char above 0xFF; without one (the usual
+  // case) every string is already a byte string.
+  const wide = text.includes('\\u');
+  for (const key in source) {
+    const v = source[key];
+    if (typeof v === 'string' && !wide) headers[key] = v;
+    else headers[wide ? toByteString(key) : key] = toHeaderValue(key, v);
   }
   return headers;
 }

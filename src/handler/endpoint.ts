@@ -94,26 +94,23 @@ export class Endpoint {
     else this.pull.connect(this.spec.sendSpec);
   }
 
-  // Resolves true on the first subscription and keeps reading the later
-  // ones (a restarted Mongrel2 subscribes again) until the socket closes.
-  #watchSubscriptions(): Promise<boolean> {
-    return new Promise((resolve) => {
-      const loop = async (): Promise<void> => {
-        for (;;) {
-          let frames: Buffer[];
-          try {
-            frames = await this.pub.receive();
-          } catch {
-            resolve(false);
-            return;
-          }
-          const subscribe = frames[0]?.[0] === 1;
-          this.#log.debug({ recvSpec: this.spec.recvSpec, subscribe }, 'subscription');
-          if (subscribe) resolve(true);
-        }
-      };
-      void loop();
-    });
+  // Resolves true on the first subscription, then stops reading: a read
+  // left pending would make zeromq.js check the socket's events (two system
+  // calls in libzmq) after every reply sent. ZeroMQ applies later
+  // subscriptions (a restarted Mongrel2 subscribes again) without being
+  // read; it queues only their notices, a few bytes each.
+  async #watchSubscriptions(): Promise<boolean> {
+    for (;;) {
+      let frames: Buffer[];
+      try {
+        frames = await this.pub.receive();
+      } catch {
+        return false;
+      }
+      const subscribe = frames[0]?.[0] === 1;
+      this.#log.debug({ recvSpec: this.spec.recvSpec, subscribe }, 'subscription');
+      if (subscribe) return true;
+    }
   }
 
   /** Stops taking requests (a pending receive ends quietly). */

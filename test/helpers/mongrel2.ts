@@ -75,6 +75,11 @@ export interface Mongrel2Instance {
   url(path: string): string;
   /** Text of logs/error.log ('' when missing). */
   errorLog(): string;
+  /**
+   * Stops Mongrel2 and starts it again on the same ports and config (its
+   * handlers reconnect on their own); `pid` changes.
+   */
+  restart(): Promise<void>;
   /** SIGTERM, wait (5 s), SIGKILL if needed, then remove dir. Idempotent. */
   stop(): Promise<void>;
 }
@@ -258,7 +263,7 @@ function makeInstance(
   handlers: Mongrel2Instance['handlers'], disarm: () => void,
 ): Mongrel2Instance {
   let stopping: Promise<void> | undefined;
-  return {
+  const instance: Mongrel2Instance = {
     dir,
     pid: child.pid!,
     serverUuid,
@@ -267,6 +272,15 @@ function makeInstance(
     uploadDir: join(dir, 'tmp'),
     url: (path) => `http://127.0.0.1:${httpPort}${path}`,
     errorLog: () => readErrorLog(dir),
+    restart: async () => {
+      if (stopping) throw new Error('mongrel2 restart after stop');
+      disarm();
+      await stopChild(child);
+      child = spawnMongrel2(dir, serverUuid);
+      disarm = startWatchdog(child.pid ?? 0, dir);
+      instance.pid = child.pid!;
+      await waitForHttpPort(httpPort, child, 10_000, () => tail(readErrorLog(dir)));
+    },
     stop: () => {
       stopping ??= (async () => {
         disarm();
@@ -279,6 +293,7 @@ function makeInstance(
       return stopping;
     },
   };
+  return instance;
 }
 
 function readErrorLog(dir: string): string {

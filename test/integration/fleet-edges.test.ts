@@ -190,3 +190,35 @@ test('a config file with an unknown key is refused by name', () => {
   assert.equal(status, 2);
   assert.match(stderr, /proceses: unknown option/);
 });
+
+test('a restarted Mongrel2 is served again without restarting m2fleet', async () => {
+  // Its own Mongrel2: the restart must not disturb the other tests.
+  const own = await startMongrel2({});
+  const fleet = await startFleet([...zeromqArgs(own, 'json'), '--module', APP, '-p', '2']);
+  try {
+    const ask = async (): Promise<number> => {
+      const res = await fetch(`http://127.0.0.1:${own.httpPort}/json/whoami`, {
+        signal: AbortSignal.timeout(3000), headers: { connection: 'close' },
+      });
+      await res.arrayBuffer();
+      return res.status;
+    };
+    assert.equal(await ask(), 200);
+    const before = own.pid;
+    await own.restart();
+    assert.notEqual(own.pid, before);
+    // The units' sockets reconnect and Mongrel2 subscribes again; until then
+    // it answers 502 or the connection fails.
+    const deadline = Date.now() + 20_000;
+    let served = 0;
+    while (served < 6 && Date.now() < deadline) {
+      const status = await ask().catch(() => 0);
+      if (status === 200) served++;
+      else await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.equal(served, 6, 'six answers after the restart (both processes)');
+  } finally {
+    await fleet.stop();
+    await own.stop();
+  }
+});

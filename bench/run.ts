@@ -349,8 +349,13 @@ function addNotes(data: BenchData): void {
   if (busy.length > 0) data.notes.push(`${busy.length} m2fleet handler-only run(s) had the generator above 0.9 cores: their rate may be the generator's limit.`);
   if (data.longRss) {
     const s = data.longRss.result.rssSamples;
-    const fmt = (i: number): string => s[i]!.rssMiB.map((v) => v.toFixed(1)).join(' + ');
-    if (s.length >= 2) data.notes.push(`long RSS run: ${data.longRss.result.requests.toLocaleString('en-US')} requests; RSS MiB per process ${fmt(0)} after warm-up → ${fmt(s.length - 1)} at the end.`);
+    const span = Math.max(1, Math.floor(s.length / 4));
+    const peaks = (from: number, to: number): string => s[0]!.rssMiB
+      .map((_, p) => Math.max(...s.slice(from, to).map((x) => x.rssMiB[p] ?? 0)).toFixed(1)).join(' + ');
+    if (s.length >= 2) {
+      data.notes.push(`long RSS run: ${data.longRss.result.requests.toLocaleString('en-US')} requests, ${s.length} samples; `
+        + `peak RSS MiB per process ${peaks(0, span)} in the first quarter → ${peaks(s.length - span, s.length)} in the last.`);
+    }
   }
   data.notes.push('Mongrel2 runs with its defaults (no download.flow_control), so m2fleet keeps keep-alive with several units; every Mongrel2 and nginx writes its access log.');
   data.notes.push('nginx runs 1 worker and uWSGI 1 process (no threads), like m2fleet -p 1 behind one Mongrel2; wrk uses 1 thread.');

@@ -140,12 +140,24 @@ function orNull(s: Summary): Summary | null {
   return s.n > 0 ? s : null;
 }
 
-/** RSS growth of the long run: largest per-process growth, first sample to last, in %. */
+/**
+ * RSS growth of the long run, in %: per process, the peak of the last
+ * quarter of the samples against the peak of the first quarter; the
+ * largest over the processes. A V8 heap swings by tens of MiB between
+ * collections, so two single samples compare two points of that swing; the
+ * peaks of two stretches that each span several collections show a leak
+ * and not the swing.
+ */
 export function rssGrowthPercent(samples: { rssMiB: number[] }[]): number | null {
   if (samples.length < 2) return null;
-  const first = samples[0]!.rssMiB;
-  const last = samples[samples.length - 1]!.rssMiB;
-  const growth = first.map((v, i) => (v > 0 && last[i] !== undefined ? ((last[i]! - v) / v) * 100 : NaN));
+  const span = Math.max(1, Math.floor(samples.length / 4));
+  const peak = (from: number, to: number, i: number): number =>
+    Math.max(...samples.slice(from, to).map((s) => s.rssMiB[i] ?? NaN));
+  const growth = samples[0]!.rssMiB.map((_, i) => {
+    const first = peak(0, span, i);
+    const last = peak(samples.length - span, samples.length, i);
+    return first > 0 ? ((last - first) / first) * 100 : NaN;
+  });
   const ok = growth.filter(Number.isFinite);
   return ok.length > 0 ? Math.max(...ok) : null;
 }

@@ -228,6 +228,11 @@ describe('bench: targets', () => {
   it('RSS growth is the largest per-process growth from first to last sample', () => {
     assert.equal(rssGrowthPercent([{ rssMiB: [50, 100] }, { rssMiB: [55, 101] }]), 10);
     assert.equal(rssGrowthPercent([{ rssMiB: [50] }]), null);
+    // A heap swinging between collections is no growth; a climb is.
+    const swing = [100, 80, 100, 80, 100, 80, 100, 80].map((v) => ({ rssMiB: [v] }));
+    assert.equal(rssGrowthPercent(swing), 0);
+    const climb = [80, 100, 82, 102, 90, 110, 92, 120].map((v) => ({ rssMiB: [v] }));
+    assert.equal(rssGrowthPercent(climb), 20);
   });
 
   it('the master share is the root pid\'s part of the handler CPU', () => {

@@ -519,12 +519,13 @@ export class HandlerUnit {
       return;
     }
     const fresh = conn.socket === null || conn.socket.destroyed;
-    const remote = headerString(msg.headers, 'REMOTE_ADDR') ?? '';
-    const tls = headerString(msg.headers, 'URL_SCHEME') === 'https';
-    const socket = conn.openSocket({
-      sender: msg.sender, connId: msg.connId, endpoint: endpoint.spec.sendSpec,
-      mongrel2Headers: {},
-    }, remote, tls);
+    const socket = fresh
+      ? conn.openSocket({
+        sender: msg.sender, connId: msg.connId, endpoint: endpoint.spec.sendSpec,
+        mongrel2Headers: {},
+      }, headerString(msg.headers, 'REMOTE_ADDR') ?? '',
+      headerString(msg.headers, 'URL_SCHEME') === 'https')
+      : conn.socket!;
     socket.mongrel2.mongrel2Headers = mongrel2Keys(msg);
     if (fresh) this.#options.server.emit('connection', socket);
     this.counters.requests++;

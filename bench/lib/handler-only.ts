@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import type { GeneratorOptions, GeneratorResult } from '../generator.ts';
 import { spawnTracked, stopTracked, type Tracked } from './children.ts';
-import { freePorts } from './net.ts';
+import { freePorts } from '../../test/helpers/ports.ts';
 import { PYTHON_BIN, startFleet, stopTree, waitForOutput, type BenchPaths, type FleetFlags } from './servers.ts';
 
 /** Which handler a handler-only run feeds. */

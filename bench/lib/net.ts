@@ -1,28 +1,9 @@
 /**
- * Loopback helpers: free ports (the kernel's choice, port 0) and one
- * bounded HTTP request to check a setup answers what it should before it
- * is measured. Waiting for a port to accept is test/helpers/ports.ts's
- * waitForPort.
+ * One bounded HTTP request to 127.0.0.1, to check a setup answers what it
+ * should before it is measured. Free ports and waiting for a port to accept
+ * are test/helpers/ports.ts's, shared with the tests.
  */
 import http from 'node:http';
-import { createServer, type Server } from 'node:net';
-
-/** `count` distinct ports that were free on 127.0.0.1 a moment ago. */
-export async function freePorts(count: number): Promise<number[]> {
-  const servers: Server[] = [];
-  try {
-    for (let i = 0; i < count; i++) {
-      servers.push(await new Promise<Server>((resolve, reject) => {
-        const s = createServer();
-        s.once('error', reject);
-        s.listen(0, '127.0.0.1', () => resolve(s));
-      }));
-    }
-    return servers.map((s) => (s.address() as { port: number }).port);
-  } finally {
-    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  }
-}
 
 /** One response, fully read. */
 export interface CheckResponse {

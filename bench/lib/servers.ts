@@ -8,8 +8,7 @@ import { copyFileSync, cpSync, mkdirSync, symlinkSync, writeFileSync } from 'nod
 import { join } from 'node:path';
 import { makeTempDir, removeTempDir, spawnTracked, stopTracked, unwatchPids, watchPids, type Tracked } from './children.ts';
 import { startMongrel2, type BenchMongrel2 } from './mongrel2.ts';
-import { waitForPort } from '../../test/helpers/ports.ts';
-import { freePorts } from './net.ts';
+import { freePorts, waitForPort } from '../../test/helpers/ports.ts';
 import { processTree } from './proc.ts';
 
 export const PYTHON_BIN = '/usr/bin/python3';

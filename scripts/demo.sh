@@ -81,7 +81,9 @@ done
 say "mongrel2 (pid $m2_pid) listening on 127.0.0.1:$PORT"
 
 # 3. m2fleet with the built-in test app; wait so a signal reaches the trap.
-node "$root/dist/node/cli.js" --zeromq "$send_spec,$recv_spec" --mongrel2-chroot "$demo" &
+# In its own session: Ctrl-C reaches only this script, whose trap then
+# sends m2fleet one SIGTERM (a second signal would skip the drain).
+setsid node "$root/dist/node/cli.js" --zeromq "$send_spec,$recv_spec" --mongrel2-chroot "$demo" &
 fleet_pid=$!
 say "Open http://127.0.0.1:$PORT/"
 set +e

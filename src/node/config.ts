@@ -139,9 +139,15 @@ export class ConfigError extends M2FleetError {
   readonly key: string;
 
   constructor(key: string, value: unknown, why: string) {
-    super('M2F_CONFIG', `${key}: ${why} (got ${JSON.stringify(value)})`);
+    super('M2F_CONFIG', `${key} (--${flagOf(key)}): ${why} (got ${JSON.stringify(value)})`);
     this.key = key;
   }
+}
+
+/** The flag (and config file key) that sets `key`: `schedPolicy` -> `sched-policy`. */
+function flagOf(key: string): string {
+  if (key === 'receiveHighWaterMark') return 'receive-hwm';
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 }
 
 const SPEC = /^(tcp:\/\/[^,\s]+:\d+|ipc:\/\/[^,\s]+|inproc:\/\/[^,\s]+)$/;

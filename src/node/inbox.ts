@@ -273,7 +273,14 @@ export class Inbox {
     this.#log = log;
     this.#dir = path.join('/tmp', `m2fleet-${process.pid}`);
     mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
+    // Also on the paths that skip close(): a second signal's immediate
+    // exit, an uncaught error (only SIGKILL leaves the directory behind).
+    process.once('exit', this.#removeDir);
   }
+
+  readonly #removeDir = (): void => {
+    rmSync(this.#dir, { recursive: true, force: true });
+  };
 
   /**
    * Binds the sockets of one process generation and points the slot's
@@ -362,6 +369,7 @@ export class Inbox {
     this.#pushes.clear();
     for (const reader of this.#readers.values()) void reader.close();
     this.#readers.clear();
-    rmSync(this.#dir, { recursive: true, force: true });
+    process.off('exit', this.#removeDir);
+    this.#removeDir();
   }
 }

@@ -617,7 +617,7 @@ exec ip netns exec ${ns} /bin/sh -c 'mount --bind "$1" "$2" && shift 2 && exec /
       assert.notEqual(failed.code, 0);
       assert.equal(failed.failures.length, 1, failed.failures.join('\n'));
       assert.match(failed.failures[0]!, /^f1: m2fleet : Write the configuration, checked by m2fleet: /);
-      assert.match(failed.failures[0]!, /maxInflight: expected a whole number >= 1/);
+      assert.match(failed.failures[0]!, /maxInflight \(--max-inflight\): expected a whole number >= 1/);
       // Nothing ran after the failing batch: not f2's batch, not the main.
       assert.deepEqual(Object.keys(failed.tasks), ['f1']);
       assert.deepEqual(readdirSync(hosts.f2.root), [], 'something was installed on f2');

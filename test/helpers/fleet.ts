@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { startWatchdog } from './watchdog.ts';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -195,6 +195,8 @@ async function stopChild(
   child.kill('SIGKILL');
   const second = await withTimeout(exited, 5000);
   if (second === undefined) throw new Error(`m2fleet pid ${child.pid} survived SIGKILL`);
+  // A killed master cannot remove its own socket directory.
+  rmSync(`/tmp/m2fleet-${child.pid}`, { recursive: true, force: true });
   return second;
 }
 

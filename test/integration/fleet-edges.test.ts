@@ -3,7 +3,7 @@
 // Mongrel2.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -188,7 +188,7 @@ test('a config file with an unknown key is refused by name', () => {
     status = (err as { status?: number }).status ?? -1;
   }
   assert.equal(status, 2);
-  assert.match(stderr, /proceses: unknown option/);
+  assert.match(stderr, /proceses \(--proceses\): unknown option/);
 });
 
 test('a restarted Mongrel2 is served again without restarting m2fleet', async () => {
@@ -221,4 +221,15 @@ test('a restarted Mongrel2 is served again without restarting m2fleet', async ()
     await fleet.stop();
     await own.stop();
   }
+});
+
+test('a second signal exits at once and still removes the socket directory', async () => {
+  const fleet = await startFleet([...zeromq(), '--module', APP, '--mercy', '10s']);
+  const sockets = `/tmp/m2fleet-${fleet.pid}`;
+  assert.ok(existsSync(sockets), 'the master keeps its ipc sockets there');
+  process.kill(fleet.pid, 'SIGINT');
+  process.kill(fleet.pid, 'SIGTERM');
+  assert.equal(await fleet.exited, 1);
+  assert.ok(fleet.stderr().includes('second signal; exiting now'));
+  assert.equal(existsSync(sockets), false);
 });

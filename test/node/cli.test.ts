@@ -82,7 +82,7 @@ describe('m2fleet command line', () => {
     const out = await runCli(['--zeromq', 'tcp://127.0.0.1:9999']);
     assertExited(out);
     assert.equal(out.code, 2);
-    assert.match(out.stderr, /zeromq: expected SEND_SPEC,RECV_SPEC/);
+    assert.match(out.stderr, /zeromq \(--zeromq\): expected SEND_SPEC,RECV_SPEC/);
     assert.match(out.stderr, /"tcp:\/\/127\.0\.0\.1:9999"/);
   });
 
@@ -90,7 +90,7 @@ describe('m2fleet command line', () => {
     const out = await runCli(['--module', 'app.mjs']);
     assertExited(out);
     assert.equal(out.code, 2);
-    assert.match(out.stderr, /zeromq: at least one SEND_SPEC,RECV_SPEC \(or --http, --socket, --fastcgi-socket\) is needed/);
+    assert.match(out.stderr, /zeromq \(--zeromq\): at least one SEND_SPEC,RECV_SPEC \(or --http, --socket, --fastcgi-socket\) is needed/);
   });
 
   it('when a choice flag has a bad value then it exits 2 naming the value', async () => {
@@ -154,7 +154,7 @@ describe('m2fleet command line', () => {
       const out = await runCli(['--cluster', 'everywhere']);
       assertExited(out);
       assert.equal(out.code, 2);
-      assert.match(out.stderr, /cluster: expected GROUP:PORT/);
+      assert.match(out.stderr, /cluster \(--cluster\): expected GROUP:PORT/);
     });
 
     it('when keygen runs then it prints a key line a node accepts', async () => {
@@ -194,7 +194,7 @@ describe('m2fleet command line', () => {
       assertExited(out);
       assert.equal(out.code, 1);
       assert.equal(out.stdout, '');
-      assert.match(out.stderr, literal(`invalid config ${p}: mercy: expected a duration`));
+      assert.match(out.stderr, literal(`invalid config ${p}: mercy (--mercy): expected a duration`));
       assert.match(out.stderr, /"soon"/);
     });
 

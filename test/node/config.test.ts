@@ -18,7 +18,7 @@ function refused(layers: RawConfig[], key: string, shown: string): void {
     assert.ok(err instanceof ConfigError, `not a ConfigError: ${String(err)}`);
     assert.equal(err.code, 'M2F_CONFIG');
     assert.equal(err.key, key);
-    assert.ok(err.message.startsWith(`${key}: `), err.message);
+    assert.ok(err.message.startsWith(`${key} (--`), err.message);
     assert.ok(err.message.includes(shown), `${err.message} lacks ${shown}`);
     return true;
   });
@@ -185,6 +185,12 @@ describe('buildConfig refuses bad values naming key and value', () => {
     });
   }
 
+  it('when a key is bad then the message also spells it as the flag and file key', () => {
+    refused([BASE, { schedPolicy: 'fifo' }], 'schedPolicy', 'schedPolicy (--sched-policy)');
+    refused([BASE, { receiveHighWaterMark: '0' }], 'receiveHighWaterMark',
+      'receiveHighWaterMark (--receive-hwm)');
+  });
+
   it('when a choice is bad then the message lists the allowed choices', () => {
     refused([BASE, { flowControl: 'maybe' }], 'flowControl', 'auto, on, off');
   });
@@ -198,7 +204,7 @@ describe('buildConfig refuses bad values naming key and value', () => {
     assert.ok(err instanceof M2FleetError);
     assert.equal(err.code, 'M2F_CONFIG');
     assert.equal(err.name, 'ConfigError');
-    assert.equal(err.message, 'mercy: why (got "x")');
+    assert.equal(err.message, 'mercy (--mercy): why (got "x")');
   });
 
   it('when a duration is an empty string then a ConfigError names the key', () => {

@@ -75,6 +75,8 @@ export class HandlerUnit {
   readonly #log: Logger;
   readonly #endpoints: Endpoint[];
   readonly #conns = new Map<string, Connection>();
+  /** Per app socket, how to end each response not closed yet (see #track). */
+  readonly #openResponses = new WeakMap<object, Set<() => void>>();
   /** Requests the app is working on (from 'request' until it ends them). */
   #inflight = 0;
   /** Requests handed to Node that the app has not seen yet. */
@@ -593,7 +595,24 @@ export class HandlerUnit {
       this.#drainDeferred();
     };
     res.once('prefinish', done);
-    res.once('close', () => {
+    // A response Node never starts (a pipelined request behind one that
+    // closed the connection) emits neither 'prefinish' nor 'close': the
+    // socket's close ends it, or it would hold its in-flight slot forever.
+    let open = this.#openResponses.get(socket);
+    if (!open) {
+      const responses = new Set<() => void>();
+      open = responses;
+      this.#openResponses.set(socket, responses);
+      socket.once('close', () => {
+        for (const end of [...responses]) end();
+      });
+    }
+    const unfinished = open;
+    let ended = false;
+    const end = (): void => {
+      if (ended) return;
+      ended = true;
+      unfinished.delete(end);
       done();
       if (conn && conn.pending > 0) conn.pending--;
       // Spelled out: V8 (Node 20) builds `{ ...active, status }` through a
@@ -606,7 +625,9 @@ export class HandlerUnit {
         durationMs: performance.now() - started,
         completed: res.writableFinished,
       });
-    });
+    };
+    unfinished.add(end);
+    res.once('close', end);
   }
 
   /**

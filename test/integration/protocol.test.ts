@@ -344,3 +344,29 @@ test('the 50 MB download arrives whole', async () => {
   const expected = createHash('sha256').update(patternBytes(size)).digest('hex');
   assert.equal(hash.digest('hex'), expected);
 });
+
+test('pipelined requests behind a response that closes the connection give their in-flight slots back', async () => {
+  // Node never starts the responses queued behind a `Connection: close`
+  // one; with --max-inflight 2 each such connection used to keep two
+  // slots forever, so after one of them the unit answered nothing more.
+  // Its own Mongrel2: the file's fleet must not answer for this one.
+  const alone = await startMongrel2({});
+  const own = await startFleet([...zeromqArgs(alone), '--module', PROBE, '--max-inflight', '2']);
+  try {
+    for (let round = 0; round < 3; round++) {
+      const conn = await RawConnection.connect(alone.httpPort);
+      await conn.write(get('/json/close') + get('/json/headers?a=1') + get('/json/headers?a=2'));
+      const first = await conn.readResponse({ timeoutMs: 10_000 });
+      assert.equal(first.status, 200);
+      assert.ok(await conn.waitClosed(10_000), 'the connection closes after the close response');
+    }
+    const res = await fetch(`http://127.0.0.1:${alone.httpPort}/json/headers`, {
+      signal: AbortSignal.timeout(10_000), headers: { connection: 'close' },
+    });
+    assert.equal(res.status, 200);
+    await res.arrayBuffer();
+  } finally {
+    await own.stop();
+    await alone.stop();
+  }
+});

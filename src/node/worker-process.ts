@@ -127,9 +127,11 @@ async function main(): Promise<void> {
     worker.on('message', (msg: ToController) => {
       if (msg.t === 'log') sinks.write(msg.line);
       else if (msg.t === 'relay' || msg.t === 'flow-on') {
-        // To this process's other units, and through the master to the rest.
+        // To this process's other units, and through the master to the rest:
+        // even with -p 1, where during a reload the rest is the process
+        // being replaced, whose downloads still need their credits.
         for (const u of units) if (u.worker !== worker) u.worker.postMessage(msg);
-        if (config.processes > 1) send(toWire(msg));
+        send(toWire(msg));
       }
       else if (msg.t === 'ready') {
         handle.identity = msg.identity;

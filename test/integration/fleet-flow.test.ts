@@ -5,6 +5,7 @@
 // the master) or every stream would stall at the first 100 KiB.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { REPO_ROOT, startFleet, type FleetProcess } from '../helpers/fleet.ts';
@@ -85,5 +86,47 @@ test('pipelined requests on one connection are answered in order by four units',
     }
   } finally {
     conn.close();
+  }
+});
+
+test('-p 1: a reload in the middle of a credited download still finishes it', async () => {
+  // After the switch Mongrel2's credits notices for the old process's
+  // download reach the new process, which must relay them through the
+  // master (they were relayed only with -p 2 or more: the download stalled).
+  const alone = await startMongrel2({ flowControl: 1 });
+  const own = await startFleet([...zeromqArgs(alone, 'json'), '--module', PROBE, '--mercy', '10s'],
+    { readyTimeoutMs: 30_000 });
+  const sock = connect(alone.httpPort, '127.0.0.1');
+  try {
+    const chunks: Buffer[] = [];
+    let received = 0;
+    let closed = false;
+    sock.on('data', (c: Buffer) => { chunks.push(c); received += c.length; });
+    sock.on('close', () => { closed = true; });
+    sock.write('GET /json/download?mb=8 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+    const until = async (what: string, ok: () => boolean, ms: number): Promise<void> => {
+      const deadline = Date.now() + ms;
+      while (!ok()) {
+        if (Date.now() > deadline) throw new Error(`timed out: ${what} (${received} bytes)`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    await until('the first 200 KiB', () => received > 200 * 1024, 10_000);
+    // The client stops reading, so the download waits on credits.
+    sock.pause();
+    const ready = (): number => own.logs().filter((r) => r.msg === 'process ready').length;
+    process.kill(own.pid, 'SIGHUP');
+    await until('the replacement', () => ready() >= 2, 20_000);
+    sock.resume();
+    await until('the whole download', () => closed, 30_000);
+    const raw = Buffer.concat(chunks);
+    const body = raw.subarray(raw.indexOf('\r\n\r\n') + 4);
+    assert.equal(body.length, 8 * 1024 * 1024);
+    const { patternBytes } = await import(PROBE);
+    assert.equal(sha(body), sha(patternBytes(body.length)));
+  } finally {
+    sock.destroy();
+    await own.stop();
+    await alone.stop();
   }
 });

@@ -2,9 +2,10 @@
 // runs SCHED_BATCH by default; `inherit` leaves the policy it was started
 // with. Read from /proc, where the kernel reports each thread's policy.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { afterEach, test } from 'node:test';
-import { startFleet, type FleetProcess } from '../helpers/fleet.ts';
+import { CLI_PATH, startFleet, type FleetProcess } from '../helpers/fleet.ts';
 import { freePort } from '../helpers/ports.ts';
 
 const SCHED_OTHER = 0;
@@ -65,6 +66,31 @@ test('--sched-policy inherit leaves the policy m2fleet was started with', {
   for (const pid of [master, ...workers]) {
     for (const [tid, policy] of policies(pid)) {
       assert.equal(policy, SCHED_OTHER, `pid ${pid} thread ${tid}`);
+    }
+  }
+});
+
+test('started under another policy, batch replaces it and says so; inherit keeps it', {
+  skip: process.platform !== 'linux',
+}, async () => {
+  const SCHED_IDLE = 5;
+  for (const [extra, want, said] of [[[], SCHED_BATCH, true], [['--sched-policy', 'inherit'], SCHED_IDLE, false]] as const) {
+    const port = await freePort();
+    const child = spawn('chrt', ['--idle', '0', process.execPath, CLI_PATH, '--http', `127.0.0.1:${port}`, ...extra],
+      { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (c: Buffer) => { err += c.toString(); });
+    try {
+      const deadline = Date.now() + 15_000;
+      while (!err.includes('"msg":"ready"')) {
+        assert.ok(Date.now() < deadline && child.exitCode === null, `not ready: ${err}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      for (const [tid, policy] of policies(child.pid!)) assert.equal(policy, want, `thread ${tid}`);
+      assert.equal(err.includes('replacing the CPU scheduling policy'), said, err);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
     }
   }
 });

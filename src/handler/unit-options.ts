@@ -70,6 +70,8 @@ export interface ActiveRequest {
   readonly sender: string;
   /** How the request arrived (for standard sockets, endpoint is -1). */
   readonly via: Transport;
+  /** The client address as the transport reports it ('' when unknown). */
+  readonly remote: string;
 }
 
 /** A finished (or aborted) request, as reported to `onResponse`. */

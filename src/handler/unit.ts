@@ -576,6 +576,7 @@ export class HandlerUnit {
       startedAt: Date.now(), method: req.method ?? '', url: req.url ?? '',
       connId: conn?.connId ?? '', sender: conn?.sender ?? '', via,
       endpoint: conn ? Number(conn.key.slice(0, conn.key.indexOf(' '))) : -1,
+      remote: socket.remoteAddress ?? '',
     };
     this.#active.add(active);
     if (conn && conn.unstarted > 0) {
@@ -620,6 +621,7 @@ export class HandlerUnit {
       this.#options.onResponse?.({
         startedAt: active.startedAt, method: active.method, url: active.url,
         connId: active.connId, endpoint: active.endpoint, sender: active.sender, via: active.via,
+        remote: active.remote,
         status: res.statusCode,
         bytes: written() - before,
         durationMs: performance.now() - started,

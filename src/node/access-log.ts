@@ -15,10 +15,10 @@ export const ACCESS_MSG = 'access';
 /** One answered request, as the unit knows it when the reply is done. */
 export interface AccessRecord {
   method: string;
-  /** Wire: Mongrel2's PATH header (the path the client asked for). */
+  /** The request target; its query string is cut off before logging. */
   path: string;
   status: number;
-  /** Body bytes sent to the client. */
+  /** Response bytes sent to the client, head and body. */
   bytes: number;
   /** Time from request received to reply sent, in milliseconds. */
   durationMs: number;
@@ -26,7 +26,7 @@ export interface AccessRecord {
   unit: string;
   /** Wire: Mongrel2's connection id of the client. */
   connId: string;
-  /** Wire: Mongrel2's REMOTE_ADDR header (the client address), when known. */
+  /** The client address (Mongrel2's REMOTE_ADDR, or the socket's peer), when known. */
   remote?: string;
   /** How the request arrived, when not over ZeroMQ (http, uwsgi, fastcgi). */
   via?: string;
@@ -34,14 +34,15 @@ export interface AccessRecord {
 
 /**
  * Returns the structured fields of an access-log record, with short keys:
- * `m` method, `path`, `st` status, `b` body bytes, `ms` duration rounded to
+ * `m` method, `path` without its query string, `st` status, `b` response
+ * bytes (head and body), `ms` duration rounded to
  * 0.1 ms, `unit`, `conn` connection id, `ip` only when `remote` is known,
  * and `via` for requests from a standard socket. Log it as `log.info(formatAccessLine(r), ACCESS_MSG)`.
  */
 export function formatAccessLine(r: AccessRecord): Record<string, unknown> {
   const fields: Record<string, unknown> = {
     m: r.method,
-    path: r.path,
+    path: r.path.includes('?') ? r.path.slice(0, r.path.indexOf('?')) : r.path,
     st: r.status,
     b: r.bytes,
     ms: Math.round(r.durationMs * 10) / 10,

@@ -139,7 +139,11 @@ async function main(): Promise<void> {
       showOldest();
       slot.setCounters(serving!.unit.counters, serving!.unit.inflight);
       if (config.accessLog) {
-        log.info(formatAccessLine({ ...r, path: r.url, unit: serving!.identity }), 'access');
+        log.info(formatAccessLine({
+          method: r.method, path: r.url, status: r.status, bytes: r.bytes,
+          durationMs: r.durationMs, unit: serving!.identity, connId: r.connId,
+          remote: r.remote, via: r.via,
+        }), 'access');
       }
     },
   }, LINGER_MS);

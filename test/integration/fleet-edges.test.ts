@@ -139,6 +139,8 @@ describe('--logger zeromq', () => {
       assert.ok(lines.some((l) => l.msg === 'unit ready'));
       const access = lines.find((l) => l.msg === 'access')!;
       assert.equal(access.path, '/json/whoami');
+      // Mongrel2's REMOTE_ADDR for the client.
+      assert.equal(access.ip, '127.0.0.1');
       collector.close();
       // The collector is gone: requests keep being answered.
       for (let i = 0; i < 200; i++) assert.ok((await get('whoami')).pid);

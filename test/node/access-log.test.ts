@@ -16,6 +16,10 @@ describe('formatAccessLine', () => {
     });
   });
 
+  it('when the target has a query string then it is not logged', () => {
+    assert.equal(formatAccessLine({ ...request, path: '/items/7?token=secret&x=1' }).path, '/items/7');
+  });
+
   it('when the client address is unknown or empty then ip is left out', () => {
     assert.equal('ip' in formatAccessLine(request), false);
     assert.equal('ip' in formatAccessLine({ ...request, remote: '' }), false);

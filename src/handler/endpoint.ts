@@ -47,6 +47,8 @@ export class Endpoint {
   readonly replies: ReplySender;
   /** The master sent its last message to this endpoint (see inbox.ts). */
   drained = false;
+  /** Called when the connection to Mongrel2's recv_spec drops. */
+  onMongrel2Gone: (() => void) | null = null;
   readonly #log: Logger;
   #subscribed: Promise<boolean>;
 
@@ -60,6 +62,10 @@ export class Endpoint {
       // once and ReplySender retries. This also spares zeromq.js a
       // ZMQ_EVENTS check on every send (measured: a few % of the unit).
       sendTimeout: 0,
+      // Replies wait only in pipes to a connected Mongrel2: when it goes
+      // away, what was queued for it is dropped, not sent to the Mongrel2
+      // that comes back (which numbers its connections from the start).
+      immediate: true,
       linger: options.lingerMs,
     });
     this.pull = new Pull({
@@ -76,6 +82,7 @@ export class Endpoint {
    * PULL so that no request is taken that could not be answered.
    */
   async connect(subscribeTimeoutMs: number): Promise<void> {
+    this.pub.events.on('disconnect', () => this.onMongrel2Gone?.());
     this.pub.connect(this.spec.recvSpec);
     this.#subscribed = this.#watchSubscriptions();
     let timer: NodeJS.Timeout | undefined;

@@ -101,6 +101,9 @@ export class HandlerUnit {
     this.#endpoints = options.endpoints.map((spec) => new Endpoint(spec, {
       ...options, identity: options.identity,
     }, options.log));
+    this.#endpoints.forEach((endpoint, index) => {
+      endpoint.onMongrel2Gone = () => this.#mongrel2Gone(index);
+    });
     options.server.prependListener('request', (req, res) => this.#track(req, res));
     this.#hub = new PushHub({
       endpoints: this.#endpoints,
@@ -675,6 +678,27 @@ export class HandlerUnit {
   oldestRequest(): ActiveRequest | undefined {
     for (const r of this.#active) return r;
     return undefined;
+  }
+
+  // The connection to an endpoint's Mongrel2 dropped: it stopped or
+  // restarts, and its clients went with it. A restarted Mongrel2 numbers
+  // connections from the start again, so a late reply to an old one would
+  // reach a new client: abort them all (their replies are dropped).
+  // Known shortcoming: requests the old Mongrel2 sent just before it went
+  // away and that still wait in the master's or this unit's queues are
+  // served afterwards, and their replies can reach the new Mongrel2's
+  // clients of the same connection ids; Mongrel2's messages carry nothing
+  // that tells one of its lives from the next.
+  #mongrel2Gone(index: number): void {
+    let gone = 0;
+    for (const [key, conn] of [...this.#conns]) {
+      if (!key.startsWith(`${index} `)) continue;
+      this.#deferred.drop(key);
+      conn.disconnect();
+      gone++;
+    }
+    this.#log.info({ endpoint: this.#endpoints[index]?.spec.recvSpec, connections: gone },
+      'lost mongrel2; its connections are closed');
   }
 
   // A connection ended with requests Node never handed to the app (a parse

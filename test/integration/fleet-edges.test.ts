@@ -235,3 +235,32 @@ test('a second signal exits at once and still removes the socket directory', asy
   assert.ok(fleet.stderr().includes('second signal; exiting now'));
   assert.equal(existsSync(sockets), false);
 });
+
+test('replies to a restarted Mongrel2\'s old connections never reach its new clients', async () => {
+  // Mongrel2 numbers its connections from the start again after a restart:
+  // a late reply to an old connection id would land on a new client.
+  const own = await startMongrel2({});
+  const fleet = await startFleet([...zeromqArgs(own, 'json'), '--module', APP]);
+  const ask = async (id: string, ms: number): Promise<string> => {
+    const res = await fetch(`http://127.0.0.1:${own.httpPort}/json/slow?ms=${ms}&id=${id}`, {
+      signal: AbortSignal.timeout(8000),
+    });
+    return String(((await res.json()) as { id: unknown }).id);
+  };
+  try {
+    // Old requests still at the app when Mongrel2 goes away (their clients
+    // go with it).
+    const old = Array.from({ length: 10 }, (_, i) => ask(`old${i}`, 1500).catch(() => null));
+    await new Promise((r) => setTimeout(r, 300));
+    await own.restart();
+    // New clients get the recycled connection ids and wait while the old
+    // replies come due.
+    const fresh = await Promise.all(Array.from({ length: 10 }, (_, i) => ask(`new${i}`, 2500)));
+    assert.deepEqual(fresh, Array.from({ length: 10 }, (_, i) => `new${i}`));
+    await Promise.all(old);
+    assert.ok(fleet.logs().some((r) => r.msg === 'lost mongrel2; its connections are closed'));
+  } finally {
+    await fleet.stop();
+    await own.stop();
+  }
+});

@@ -14,6 +14,9 @@ say() { printf 'setup: %s\n' "$*"; }
 missing=()
 [[ -x /usr/bin/mongrel2 && -x /usr/bin/m2sh ]] || missing+=(mongrel2-core)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# m2fleet's --sched-policy batch runs chrt; the bench pins with taskset.
+# Both are util-linux (essential in Debian), checked for slim images.
+command -v chrt >/dev/null 2>&1 && command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
 # The cluster tests build their own hosts from network namespaces (ip) and
 # drop datagrams at random with nftables inside them.
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)

@@ -16,7 +16,8 @@ type Done = (err?: Error | null) => void;
 const RETRY_MIN_MS = 1;
 const RETRY_MAX_MS = 50;
 
-function isBackPressure(err: unknown): boolean {
+/** ZeroMQ's "try again": a queue is full (a send with sendTimeout 0). */
+export function isBackPressure(err: unknown): boolean {
   return (err as { code?: string } | null)?.code === 'EAGAIN';
 }
 

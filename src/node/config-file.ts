@@ -41,6 +41,12 @@ export class ConfigFileError extends M2FleetError {
 // Flags whose config key is spelled differently (as cli-options.ts maps them).
 const FLAG_KEYS: Record<string, string> = { receiveHwm: 'receiveHighWaterMark' };
 
+/** The flag (and file key) spelling of a config key: `schedPolicy` -> `sched-policy`. */
+export function flagName(key: string): string {
+  const flag = Object.keys(FLAG_KEYS).find((f) => FLAG_KEYS[f] === key) ?? key;
+  return flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
 /**
  * `max-requests` -> `maxRequests`, `limits.max_inflight` ->
  * `limits.maxInflight`; a flag's own spelling (`receive-hwm`) gives the

@@ -11,6 +11,7 @@ import type { EndpointSpec } from '../handler/endpoint.js';
 import {
   DEFAULT_SOCKET_LIMITS, type SocketKind, type SocketLimits,
 } from '../handler/gateway.js';
+import { flagName } from './config-file.js';
 import type { LevelName } from './log.js';
 import type { SchedPolicy } from './sched.js';
 
@@ -139,16 +140,11 @@ export class ConfigError extends M2FleetError {
   readonly key: string;
 
   constructor(key: string, value: unknown, why: string) {
-    super('M2F_CONFIG', `${key} (--${flagOf(key)}): ${why} (got ${JSON.stringify(value)})`);
+    super('M2F_CONFIG', `${key} (--${flagName(key)}): ${why} (got ${JSON.stringify(value)})`);
     this.key = key;
   }
 }
 
-/** The flag (and config file key) that sets `key`: `schedPolicy` -> `sched-policy`. */
-function flagOf(key: string): string {
-  if (key === 'receiveHighWaterMark') return 'receive-hwm';
-  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-}
 
 const SPEC = /^(tcp:\/\/[^,\s]+:\d+|ipc:\/\/[^,\s]+|inproc:\/\/[^,\s]+)$/;
 

@@ -24,6 +24,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { Pull, Push } from 'zeromq';
 import { DRAIN_MARKER } from '../handler/endpoint.js';
+import { isBackPressure } from '../handler/reply-sender.js';
 import type { Logger } from '../handler/types.js';
 
 /** Messages a lane holds for its unit before the reader waits for it. */
@@ -43,7 +44,7 @@ async function sendTo(push: Push, frames: Buffer[]): Promise<void> {
   try {
     await push.send(frames);
   } catch (err) {
-    if ((err as { code?: string }).code !== 'EAGAIN' || push.closed) throw err;
+    if (!isBackPressure(err) || push.closed) throw err;
     push.sendTimeout = -1;
     try {
       await push.send(frames);

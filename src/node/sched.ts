@@ -36,7 +36,8 @@ function currentPolicy(): number | null {
 export function applySchedPolicy(policy: SchedPolicy, log: Logger): boolean {
   if (policy === 'inherit') return true;
   if (process.platform !== 'linux') {
-    log.info({ policy, platform: process.platform }, 'CPU scheduling policy is Linux only; not set');
+    log.info({ policy, platform: process.platform },
+      'CPU scheduling policy is Linux only; not set');
     return false;
   }
   // Started under another policy than the default (SCHED_IDLE, a real-time

@@ -602,21 +602,9 @@ export class HandlerUnit {
     // A response Node never starts (a pipelined request behind one that
     // closed the connection) emits neither 'prefinish' nor 'close': the
     // socket's close ends it, or it would hold its in-flight slot forever.
-    let open = this.#openResponses.get(socket);
-    if (!open) {
-      const responses = new Set<() => void>();
-      open = responses;
-      this.#openResponses.set(socket, responses);
-      socket.once('close', () => {
-        for (const end of [...responses]) end();
-      });
-    }
-    const unfinished = open;
-    let ended = false;
+    const unfinished = this.#openResponsesOf(socket);
     const end = (): void => {
-      if (ended) return;
-      ended = true;
-      unfinished.delete(end);
+      if (!unfinished.delete(end)) return;
       done();
       if (conn && conn.pending > 0) conn.pending--;
       // Spelled out: V8 (Node 20) builds `{ ...active, status }` through a
@@ -633,6 +621,21 @@ export class HandlerUnit {
     };
     unfinished.add(end);
     res.once('close', end);
+  }
+
+  // The responses of one app socket not closed yet; its close ends them.
+  #openResponsesOf(socket: object & { once(event: 'close', fn: () => void): unknown }):
+    Set<() => void> {
+    let open = this.#openResponses.get(socket);
+    if (!open) {
+      const responses = new Set<() => void>();
+      this.#openResponses.set(socket, responses);
+      socket.once('close', () => {
+        for (const end of [...responses]) end();
+      });
+      open = responses;
+    }
+    return open;
   }
 
   /**
